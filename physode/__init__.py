@@ -1,0 +1,35 @@
+"""physode: learn the dynamics of physical systems with neural ODEs, and know how far to trust them.
+
+The public API, re-exported from one place:
+
+* systems: :class:`Pendulum`, :class:`SpringMass`, :class:`NBody`, :func:`make_system`
+* simulation: :func:`simulate` (batched float64 ground truth, per-trajectory error control)
+* data: :class:`TrajectoryDataset` (generate, split, save, load)
+* errors: :class:`PhysodeError` and its subclasses
+"""
+
+from .data import TrajectoryDataset
+from .errors import FileFormatError, PhysodeError, SolverError, UnknownNameError
+from .simulate import METHODS, simulate
+from .systems import SYSTEMS, MechanicalSystem, NBody, Pendulum, SpringMass, System, make_system, system_from_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "SYSTEMS",
+    "FileFormatError",
+    "MechanicalSystem",
+    "NBody",
+    "Pendulum",
+    "PhysodeError",
+    "SolverError",
+    "SpringMass",
+    "System",
+    "TrajectoryDataset",
+    "UnknownNameError",
+    "__version__",
+    "make_system",
+    "simulate",
+    "system_from_spec",
+]

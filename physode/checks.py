@@ -1,0 +1,118 @@
+"""The one input-cleanup funnel: every user-facing function turns its inputs into checked tensors here.
+
+Each function takes the argument's ``name`` so that its error says which argument is wrong, what was
+given and how to fix it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+import torch
+
+from .errors import PhysodeError
+
+FLOAT64 = torch.float64
+
+
+def as_float_tensor(value, name: str, dtype=FLOAT64) -> torch.Tensor:
+    """Convert array-like ``value`` to a finite real tensor of ``dtype`` (float64 by default).
+
+    Accepts torch tensors, numpy arrays, Python numbers and nested lists of real numbers. Booleans,
+    complex numbers, strings and objects are refused, and so are NaN and infinite entries.
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    else:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:  # ragged lists and other non-arrays
+            raise PhysodeError(f"{name} must be a real-valued array; could not convert it ({exc})") from None
+        if array.dtype.kind not in "fiu":
+            raise PhysodeError(
+                f"{name} must hold real numbers, got an array of dtype {array.dtype}; pass floats"
+            )
+        tensor = torch.from_numpy(np.array(array, dtype=np.float64))
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise PhysodeError(f"{name} must hold real numbers, got dtype {tensor.dtype}; pass floats")
+    tensor = tensor.to(dtype)
+    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+        bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()
+        raise PhysodeError(
+            f"{name} must be finite, but entry {tuple(bad)} is {tensor[tuple(bad)].item()}; "
+            "remove NaN and infinite values"
+        )
+    return tensor
+
+
+def time_grid(t, name: str = "t", n_trajectories: int | None = None) -> torch.Tensor:
+    """Check a time grid: one shared grid ``(T,)`` or one grid per trajectory ``(N, T)``.
+
+    Times must be finite and strictly increasing along the last axis, with ``T >= 2``. When
+    ``n_trajectories`` is given, a per-trajectory grid must have that many rows. Returns float64.
+    """
+    t = as_float_tensor(t, name)
+    if t.ndim not in (1, 2):
+        raise PhysodeError(
+            f"{name} must have shape (T,) for a shared grid or (N, T) for one grid per trajectory, "
+            f"got shape {tuple(t.shape)}"
+        )
+    if t.shape[-1] < 2:
+        raise PhysodeError(f"{name} needs at least 2 time points, got {t.shape[-1]}")
+    if t.ndim == 2 and n_trajectories is not None and t.shape[0] != n_trajectories:
+        raise PhysodeError(
+            f"{name} has {t.shape[0]} rows but there are {n_trajectories} trajectories; "
+            "give one grid per trajectory or a single shared grid (T,)"
+        )
+    steps = t.diff(dim=-1)
+    if not bool((steps > 0).all()):
+        where = (steps <= 0).nonzero()[0].tolist()
+        raise PhysodeError(
+            f"{name} must be strictly increasing, but it does not increase at index {tuple(where)} "
+            f"(step {steps[tuple(where)].item():g}); sort the times and drop duplicates"
+        )
+    return t
+
+
+def states(x, dim: int, name: str = "x0") -> torch.Tensor:
+    """Check a batch of states ``(N, D)`` (or one state ``(D,)``) whose last axis is ``dim``; float64."""
+    x = as_float_tensor(x, name)
+    if x.ndim not in (1, 2) or x.shape[-1] != dim:
+        raise PhysodeError(
+            f"{name} must have shape (N, {dim}) or ({dim},) for this system, got shape {tuple(x.shape)}"
+        )
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise PhysodeError(f"{name} is empty (shape {tuple(x.shape)}); give at least one state")
+    return x
+
+
+def positive_int(value, name: str, minimum: int = 1) -> int:
+    """Check that ``value`` is a whole number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise PhysodeError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def positive_float(value, name: str, allow_zero: bool = False) -> float:
+    """Check that ``value`` is a finite real number > 0 (or >= 0 with ``allow_zero``)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise PhysodeError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def affordable(n_bytes: float, what: str) -> None:
+    """Refuse, before allocating, a request whose arrays would not fit in this machine's memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        total = 64 * 2**30
+    if n_bytes > total / 2:
+        raise PhysodeError(
+            f"{what} would need about {n_bytes / 2**30:.3g} GiB, more than half of this machine's "
+            f"{total / 2**30:.3g} GiB of memory; ask for fewer trajectories or time points"
+        )

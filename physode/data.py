@@ -1,0 +1,323 @@
+"""Trajectory datasets: generation from a system, splits, observation noise and ``.npz`` files.
+
+A :class:`TrajectoryDataset` holds ``N`` trajectories of ``T`` states each, on one shared time grid
+``(T,)`` or one grid per trajectory ``(N, T)``, with optional zero-order-hold controls ``(N, T-1, C)``.
+Trajectories are split by trajectory into train / val / test, and in time: models train on
+``[0, t_train]`` and are evaluated up to the end of the grid (extrapolation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checks import affordable, as_float_tensor, positive_float, positive_int, time_grid
+from .errors import FileFormatError, PhysodeError
+from .files import atomic_write
+from .simulate import simulate
+from .systems import System, system_from_spec
+
+FORMAT = "physode.TrajectoryDataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+class TrajectoryDataset:
+    """``N`` trajectories of a known system, with their splits and metadata.
+
+    Attributes:
+        t: times, ``(T,)`` shared or ``(N, T)`` per trajectory, float64.
+        x: observed states ``(N, T, D)`` (with noise, if any), float64.
+        x_clean: noise-free states ``(N, T, D)``.
+        u: controls ``(N, T-1, C)``, ``u[:, k]`` held over ``[t_k, t_{k+1})``, or None.
+        split: ``(N,)`` codes, 0 = train, 1 = val, 2 = test.
+        t_train: training horizon; times ``<= t_train`` are for training, later ones for extrapolation.
+        system_spec: ``{"name", "params"}`` of the generating system.
+        meta: how it was made (seed, grid, noise_std, dt, t_end, ...).
+    """
+
+    def __init__(self, t, x, system_spec: dict, *, x_clean=None, u=None, split=None, t_train=None, meta=None):
+        system = system_from_spec(system_spec)
+        self.system_spec = system.spec()
+        self.x = as_float_tensor(x, "x")
+        if self.x.ndim != 3 or self.x.shape[2] != system.state_dim or 0 in self.x.shape[:2]:
+            raise PhysodeError(
+                f"x must have shape (N, T, {system.state_dim}) for {system.name}, got {tuple(self.x.shape)}"
+            )
+        n, n_times, _ = self.x.shape
+        self.t = time_grid(t, "t", n_trajectories=n)
+        if self.t.shape[-1] != n_times:
+            raise PhysodeError(f"t has {self.t.shape[-1]} times but x has {n_times}; they must match")
+        self.x_clean = self.x if x_clean is None else as_float_tensor(x_clean, "x_clean")
+        if self.x_clean.shape != self.x.shape:
+            raise PhysodeError(f"x_clean must have the shape of x {tuple(self.x.shape)}, got {tuple(self.x_clean.shape)}")
+        self.u = None if u is None else as_float_tensor(u, "u")
+        if self.u is not None and self.u.shape != (n, n_times - 1, system.control_dim):
+            raise PhysodeError(
+                f"u must have shape ({n}, {n_times - 1}, {system.control_dim}), got {tuple(self.u.shape)}"
+            )
+        split = np.zeros(n, dtype=np.int64) if split is None else np.asarray(split)
+        if split.shape != (n,) or split.dtype.kind not in "iu" or not np.isin(split, (0, 1, 2)).all():
+            raise PhysodeError(f"split must be {n} codes in {{0, 1, 2}} (train, val, test), got {split!r}")
+        self.split = torch.from_numpy(split.astype(np.int64))
+        first, last = float(self.t[..., 0].max()), float(self.t[..., -1].min())
+        self.t_train = last if t_train is None else float(t_train)
+        if not first < self.t_train <= last:
+            raise PhysodeError(
+                f"t_train must lie in ({first:g}, {last:g}], within every trajectory's times; got {t_train!r}"
+            )
+        self.meta = dict(meta or {})
+
+    # ------------------------------------------------------------------ generation
+    @classmethod
+    def generate(
+        cls,
+        system: System,
+        n_trajectories: int,
+        t_end: float,
+        dt: float,
+        *,
+        irregular: bool = False,
+        noise_std: float = 0.0,
+        seed: int = 0,
+        t_train: float | None = None,
+        controls=None,
+        control_scale: float = 1.0,
+        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        progress: bool = False,
+        **simulate_options,
+    ) -> "TrajectoryDataset":
+        """Simulate ``n_trajectories`` from ``system.sample_initial_states`` and package them.
+
+        Args:
+            system: the ground-truth system.
+            n_trajectories: how many trajectories.
+            t_end: the end of every grid; each has ``T = round(t_end / dt) + 1`` times from 0 to ``t_end``.
+            dt: spacing of the regular grid (the mean spacing of irregular ones).
+            irregular: give each trajectory its own grid: 0, ``T - 2`` sorted uniform random times in
+                ``(0, t_end)``, and ``t_end``.
+            noise_std: observation noise, relative: ``x = x_clean + noise_std * s_d * N(0, 1)`` with ``s_d``
+                the standard deviation of state component ``d`` over the clean dataset.
+            seed: the one seed behind initial states, grids, controls, noise and splits.
+            t_train: training horizon (default ``t_end / 2``: evaluate up to 2x the training horizon).
+            controls: None, ``"random"`` (uniform in ``[-control_scale, control_scale]``, held over each
+                interval), or an array ``(N, T-1, C)``.
+            fractions: train / val / test shares of the trajectories.
+            progress: show a progress bar while simulating.
+            simulate_options: passed to :func:`physode.simulate` (``method``, ``rtol``, ...).
+        """
+        if not isinstance(system, System):
+            raise PhysodeError(f"system must be a physode System (see physode.make_system), got {system!r}")
+        n = positive_int(n_trajectories, "n_trajectories")
+        t_end = positive_float(t_end, "t_end")
+        dt = positive_float(dt, "dt")
+        if dt >= t_end:
+            raise PhysodeError(f"dt ({dt:g}) must be smaller than t_end ({t_end:g})")
+        n_times = round(t_end / dt) + 1
+        affordable(8.0 * n * n_times * (3 * system.state_dim + system.control_dim + 1), f"{n} trajectories of {n_times} times")
+        noise_std = positive_float(noise_std, "noise_std", allow_zero=True)
+        seed = positive_int(seed, "seed", minimum=0)
+        t_train = t_end / 2 if t_train is None else positive_float(t_train, "t_train")
+        splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]))
+
+        x0 = system.sample_initial_states(n, seed=seed)
+        t = _grid(n, n_times, t_end, irregular, np.random.default_rng([seed, 1]))
+        u = _make_controls(controls, n, n_times, system.control_dim, control_scale, np.random.default_rng([seed, 2]))
+        x_clean = simulate(system, x0, t, u, progress=progress, **simulate_options)
+        x = x_clean
+        if noise_std:
+            scale = x_clean.reshape(-1, system.state_dim).std(dim=0)
+            noise = torch.from_numpy(np.random.default_rng([seed, 3]).standard_normal(tuple(x_clean.shape)))
+            x = x_clean + noise_std * scale * noise
+        meta = {
+            "seed": seed,
+            "grid": "irregular" if irregular else "regular",
+            "dt": dt,
+            "t_end": t_end,
+            "noise_std": noise_std,
+            "controls": None if controls is None else (controls if isinstance(controls, str) else "given"),
+            "fractions": list(fractions),
+        }
+        meta.update({k: v for k, v in simulate_options.items() if isinstance(v, (int, float, str))})
+        return cls(t, x, system.spec(), x_clean=x_clean, u=u, split=splits, t_train=t_train, meta=meta)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def system(self) -> System:
+        """The generating system, rebuilt from :attr:`system_spec`."""
+        return system_from_spec(self.system_spec)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n_times(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def state_dim(self) -> int:
+        return self.x.shape[2]
+
+    @property
+    def irregular(self) -> bool:
+        """True when each trajectory has its own time grid."""
+        return self.t.ndim == 2
+
+    @property
+    def times(self) -> torch.Tensor:
+        """Times per trajectory ``(N, T)`` (the shared grid repeated when regular)."""
+        return self.t.expand(len(self), -1) if self.t.ndim == 1 else self.t
+
+    @property
+    def train_time_mask(self) -> torch.Tensor:
+        """``(N, T)`` True where ``t <= t_train`` (the part of each trajectory to train on)."""
+        return self.times <= self.t_train
+
+    def subset(self, index) -> "TrajectoryDataset":
+        """The trajectories selected by ``index`` (boolean mask or integer indices), as a new dataset."""
+        index = torch.as_tensor(index)
+        if index.dtype == torch.bool:
+            index = index.nonzero().squeeze(1)
+        t = self.t if self.t.ndim == 1 else self.t[index]
+        u = None if self.u is None else self.u[index]
+        return TrajectoryDataset(
+            t, self.x[index], self.system_spec, x_clean=self.x_clean[index], u=u,
+            split=self.split[index].numpy(), t_train=self.t_train, meta=self.meta,
+        )
+
+    def part(self, name: str) -> "TrajectoryDataset":
+        """The ``"train"``, ``"val"`` or ``"test"`` trajectories."""
+        if name not in SPLITS:
+            raise PhysodeError(f"split name must be one of {', '.join(SPLITS)}, got {name!r}")
+        return self.subset(self.split == SPLITS.index(name))
+
+    @property
+    def train(self) -> "TrajectoryDataset":
+        return self.part("train")
+
+    @property
+    def val(self) -> "TrajectoryDataset":
+        return self.part("val")
+
+    @property
+    def test(self) -> "TrajectoryDataset":
+        return self.part("test")
+
+    def summary(self) -> str:
+        """One line: system, sizes, grid, noise, horizon and split counts."""
+        counts = "/".join(str(int((self.split == i).sum())) for i in range(3))
+        noise = self.meta.get("noise_std", 0.0)
+        controls = "" if self.u is None else f", controls {self.u.shape[2]}"
+        return (
+            f"{self.system_spec['name']}: {len(self)} trajectories x {self.n_times} times x {self.state_dim} states, "
+            f"{'irregular' if self.irregular else 'regular'} grid to t={float(self.t[..., -1].max()):g}, "
+            f"t_train={self.t_train:g}, noise {noise:g}{controls}, train/val/test {counts}"
+        )
+
+    def __repr__(self) -> str:
+        return f"TrajectoryDataset({self.summary()})"
+
+    # ------------------------------------------------------------------ files
+    def save(self, path) -> Path:
+        """Write the dataset to ``path`` (``.npz``) atomically; returns the path."""
+        metadata = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "system": self.system_spec,
+            "t_train": self.t_train,
+            "meta": self.meta,
+        }
+        arrays = {
+            "t": self.t.numpy(),
+            "x": self.x.numpy(),
+            "x_clean": self.x_clean.numpy(),
+            "split": self.split.numpy(),
+            "metadata": np.array(json.dumps(metadata)),
+        }
+        if self.u is not None:
+            arrays["u"] = self.u.numpy()
+        with atomic_write(path, "dataset") as handle:
+            np.savez(handle, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path) -> "TrajectoryDataset":
+        """Read a dataset written by :meth:`save`; refuses missing, corrupt, foreign or mismatched files.
+
+        Never executes code from the file (``allow_pickle=False``).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileFormatError(f"dataset file {str(path)!r} does not exist; create one with `physode simulate`")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            raise FileFormatError(
+                f"{str(path)!r} is not a readable physode dataset (.npz): {exc}; it may be truncated or of another kind"
+            ) from None
+        if not isinstance(arrays, dict) or "metadata" not in arrays:
+            raise FileFormatError(f"{str(path)!r} is not a physode dataset: it has no metadata entry")
+        try:
+            metadata = json.loads(str(arrays["metadata"]))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise FileFormatError(f"{str(path)!r} has unreadable metadata ({exc})") from None
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+            raise FileFormatError(f"{str(path)!r} is not a physode dataset (format {metadata.get('format')!r})"
+                                  if isinstance(metadata, dict) else f"{str(path)!r} has malformed metadata")
+        version = metadata.get("format_version")
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise FileFormatError(
+                f"{str(path)!r} has dataset format version {version!r}; this physode reads versions 1..{FORMAT_VERSION}: "
+                "upgrade physode or regenerate the file"
+            )
+        missing = [k for k in ("t", "x", "x_clean", "split") if k not in arrays]
+        if missing:
+            raise FileFormatError(f"{str(path)!r} lacks the arrays {missing}; regenerate it with `physode simulate`")
+        try:
+            return cls(
+                arrays["t"], arrays["x"], metadata.get("system"), x_clean=arrays["x_clean"], u=arrays.get("u"),
+                split=arrays["split"], t_train=metadata.get("t_train"), meta=metadata.get("meta"),
+            )
+        except (PhysodeError, TypeError, KeyError, AttributeError) as exc:
+            raise FileFormatError(f"{str(path)!r} is an inconsistent dataset: {exc}") from None
+
+
+def _grid(n: int, n_times: int, t_end: float, irregular: bool, gen: np.random.Generator) -> torch.Tensor:
+    if not irregular:
+        return torch.linspace(0.0, t_end, n_times, dtype=torch.float64)
+    inner = np.sort(gen.uniform(0.0, t_end, (n, n_times - 2)), axis=1)
+    grid = np.concatenate([np.zeros((n, 1)), inner, np.full((n, 1), t_end)], axis=1)
+    while (bad := ~(np.diff(grid, axis=1) > 0).all(axis=1)).any():  # ties: practically never
+        grid[bad, 1:-1] = np.sort(gen.uniform(0.0, t_end, (int(bad.sum()), n_times - 2)), axis=1)
+    return torch.from_numpy(grid)
+
+
+def _make_controls(controls, n, n_times, control_dim, scale, gen):
+    if controls is None:
+        return None
+    if isinstance(controls, str):
+        if controls != "random":
+            raise PhysodeError(f"controls must be None, 'random' or an array (N, T-1, C), got {controls!r}")
+        scale = positive_float(scale, "control_scale")
+        return torch.from_numpy(gen.uniform(-scale, scale, (n, n_times - 1, control_dim)))
+    return as_float_tensor(controls, "controls")
+
+
+def _split_codes(n: int, fractions, gen: np.random.Generator) -> np.ndarray:
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or (fractions < 0).any() or not math.isclose(fractions.sum(), 1.0) or fractions[0] == 0:
+        raise PhysodeError(f"fractions must be three shares (train, val, test) >= 0 summing to 1 with train > 0, got {tuple(fractions)}")
+    n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
+    if n - n_val - n_test < 1:
+        raise PhysodeError(f"with {n} trajectories and fractions {tuple(fractions)} no trajectory is left to train on")
+    codes = np.zeros(n, dtype=np.int64)
+    order = gen.permutation(n)
+    codes[order[n - n_val - n_test : n - n_test]] = 1
+    codes[order[n - n_test :]] = 2
+    return codes

@@ -1,0 +1,39 @@
+"""Atomic file writes: a crash or a full disk never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import PhysodeError
+
+
+@contextlib.contextmanager
+def atomic_write(path, what: str = "file"):
+    """Open a temporary file beside ``path`` for binary writing; rename it onto ``path`` on success.
+
+    Parent folders are created. On any error the temporary file is removed and an existing file at
+    ``path`` is left untouched. Unwritable locations raise a :class:`PhysodeError` naming ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise PhysodeError(f"cannot write the {what} to {str(path)!r}: it is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise PhysodeError(
+            f"cannot write the {what} to {str(path)!r} ({exc.strerror or exc}); choose a writable location"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
