@@ -91,7 +91,7 @@ class TrajectoryDataset:
         fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         progress: bool = False,
         **simulate_options,
-    ) -> "TrajectoryDataset":
+    ) -> TrajectoryDataset:
         """Simulate ``n_trajectories`` from ``system.sample_initial_states`` and package them.
 
         Args:
@@ -178,7 +178,7 @@ class TrajectoryDataset:
         """``(N, T)`` True where ``t <= t_train`` (the part of each trajectory to train on)."""
         return self.times <= self.t_train
 
-    def subset(self, index) -> "TrajectoryDataset":
+    def subset(self, index) -> TrajectoryDataset:
         """The trajectories selected by ``index`` (boolean mask or integer indices), as a new dataset."""
         index = torch.as_tensor(index)
         if index.dtype == torch.bool:
@@ -190,22 +190,22 @@ class TrajectoryDataset:
             split=self.split[index].numpy(), t_train=self.t_train, meta=self.meta,
         )
 
-    def part(self, name: str) -> "TrajectoryDataset":
+    def part(self, name: str) -> TrajectoryDataset:
         """The ``"train"``, ``"val"`` or ``"test"`` trajectories."""
         if name not in SPLITS:
             raise PhysodeError(f"split name must be one of {', '.join(SPLITS)}, got {name!r}")
         return self.subset(self.split == SPLITS.index(name))
 
     @property
-    def train(self) -> "TrajectoryDataset":
+    def train(self) -> TrajectoryDataset:
         return self.part("train")
 
     @property
-    def val(self) -> "TrajectoryDataset":
+    def val(self) -> TrajectoryDataset:
         return self.part("val")
 
     @property
-    def test(self) -> "TrajectoryDataset":
+    def test(self) -> TrajectoryDataset:
         return self.part("test")
 
     def summary(self) -> str:
@@ -246,7 +246,7 @@ class TrajectoryDataset:
         return Path(path)
 
     @classmethod
-    def load(cls, path) -> "TrajectoryDataset":
+    def load(cls, path) -> TrajectoryDataset:
         """Read a dataset written by :meth:`save`; refuses missing, corrupt, foreign or mismatched files.
 
         Never executes code from the file (``allow_pickle=False``).
@@ -312,7 +312,9 @@ def _make_controls(controls, n, n_times, control_dim, scale, gen):
 def _split_codes(n: int, fractions, gen: np.random.Generator) -> np.ndarray:
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or (fractions < 0).any() or not math.isclose(fractions.sum(), 1.0) or fractions[0] == 0:
-        raise PhysodeError(f"fractions must be three shares (train, val, test) >= 0 summing to 1 with train > 0, got {tuple(fractions)}")
+        raise PhysodeError(
+            f"fractions must be three shares (train, val, test) >= 0 summing to 1 with train > 0, got {tuple(fractions)}"
+        )
     n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
     if n - n_val - n_test < 1:
         raise PhysodeError(f"with {n} trajectories and fractions {tuple(fractions)} no trajectory is left to train on")

@@ -1,0 +1,32 @@
+"""The experiment scripts run in --quick mode and write their tables (and figure) where they are told."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script, *args):
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--quick", *args],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_bench_simulate_quick(tmp_path):
+    out = run("bench_simulate.py", "--n", "32", "--out", str(tmp_path))
+    assert "speed-up vs per-trajectory scipy loop" in out
+    raw = json.loads((tmp_path / "bench_simulate.json").read_text())
+    physode_row = raw["methods"][0]
+    assert raw["n_trajectories"] == 32 and physode_row["max_abs_error"] < 1e-9 and raw["speedup_vs_loop"] > 0
+
+
+def test_ground_truth_quick(tmp_path):
+    out = run("ground_truth.py", "--results", str(tmp_path), "--figures", str(tmp_path))
+    table = (tmp_path / "ground_truth.md").read_text()
+    assert "closed form" in table and "yoshida4" in out
+    assert (tmp_path / "symplectic_energy.png").read_bytes()[:4] == b"\x89PNG"
+    errors = [float(line.split("|")[3]) for line in table.splitlines() if "closed form" in line]
+    assert len(errors) == 3 and max(errors) < 1e-8

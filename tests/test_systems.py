@@ -1,0 +1,170 @@
+"""Systems: registry, parameters, batched vector fields, invariants and initial-state distributions."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import physode
+from physode import NBody, Pendulum, PhysodeError, SpringMass, UnknownNameError, make_system, system_from_spec
+
+SYSTEMS = [
+    Pendulum(), Pendulum(damping=0.3, length=2.0), SpringMass(n_masses=3, damping=0.2), NBody(),
+    NBody(n_bodies=4, dim=3, masses=(1.0, 2.0, 0.5, 1.5), softening=0.1),
+]
+IDS = ["pendulum", "pendulum-damped", "spring3", "nbody", "nbody3d"]
+
+
+def test_make_system_by_name_and_params():
+    assert make_system("pendulum", length=2.0) == Pendulum(length=2.0)
+    assert make_system("spring_mass", n_masses=4).state_dim == 8
+    assert make_system("nbody", n_bodies=5, dim=3).state_dim == 30
+    assert set(physode.SYSTEMS) == {"pendulum", "spring_mass", "nbody"}
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(UnknownNameError, match="'nbody', 'pendulum', 'spring_mass'"):
+        make_system("double_pendulum")
+    with pytest.raises(UnknownNameError, match="'damping', 'gravity', 'length', 'mass'"):
+        make_system("pendulum", lenght=2.0)
+
+
+@pytest.mark.parametrize("name, params, word", [
+    ("pendulum", {"length": -1.0}, "length"),
+    ("pendulum", {"gravity": float("nan")}, "gravity"),
+    ("pendulum", {"damping": -0.1}, "damping"),
+    ("spring_mass", {"n_masses": 0}, "n_masses"),
+    ("spring_mass", {"stiffness": "stiff"}, "stiffness"),
+    ("nbody", {"n_bodies": 1}, "n_bodies"),
+    ("nbody", {"dim": 4}, "dim"),
+    ("nbody", {"n_bodies": 3, "masses": [1.0, 2.0]}, "masses"),
+    ("nbody", {"masses": [1.0, -2.0, 1.0]}, "masses"),
+])
+def test_bad_parameters_name_the_parameter(name, params, word):
+    with pytest.raises(PhysodeError, match=word):
+        make_system(name, **params)
+
+
+@pytest.mark.parametrize("system", SYSTEMS, ids=IDS)
+def test_spec_round_trips_through_json(system):
+    spec = json.loads(json.dumps(system.spec()))
+    assert system_from_spec(spec) == system
+    assert len(system.state_names) == system.state_dim
+
+
+@pytest.mark.parametrize("system", SYSTEMS, ids=IDS)
+def test_vector_field_is_batched_over_leading_dims(system):
+    x = system.sample_initial_states(12, seed=1).reshape(3, 4, -1)
+    u = torch.randn(3, 4, system.control_dim, dtype=torch.float64)
+    batched = system.vector_field(0.0, x, u)
+    assert batched.shape == x.shape
+    for i in range(3):
+        for j in range(4):
+            one = system.vector_field(0.0, x[i, j], u[i, j])
+            torch.testing.assert_close(batched[i, j], one, rtol=1e-13, atol=1e-13)
+    single = system.vector_field(0.0, x.float(), u.float())
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single, batched.float(), rtol=1e-5, atol=1e-5)
+
+
+def _energy_rate(system, x, u=None):
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(system.energy(x).sum(), x)
+    return (grad * system.vector_field(0.0, x, u)).sum(-1)
+
+
+@pytest.mark.parametrize("system", [Pendulum(), SpringMass(n_masses=4), NBody(), NBody(n_bodies=4, dim=3, softening=0.1)],
+                         ids=["pendulum", "spring4", "nbody", "nbody3d"])
+def test_energy_is_conserved_by_the_field(system):
+    x = system.sample_initial_states(32, seed=2)
+    rate = _energy_rate(system, x)
+    assert rate.abs().max() < 1e-12 * (1 + system.energy(x).abs().max())
+
+
+def test_damping_dissipates_energy_at_the_exact_rate():
+    pend = Pendulum(damping=0.3, mass=2.0, length=1.5)
+    x = pend.sample_initial_states(16, seed=3)
+    torch.testing.assert_close(_energy_rate(pend, x), -0.3 * 2.0 * 1.5**2 * x[:, 1] ** 2)
+    chain = SpringMass(n_masses=3, damping=0.2, mass=0.7)
+    x = chain.sample_initial_states(16, seed=3)
+    torch.testing.assert_close(_energy_rate(chain, x), -0.2 * 0.7 * (x[:, 3:] ** 2).sum(-1))
+
+
+def test_control_enters_as_torque_and_force():
+    pend = Pendulum(mass=2.0, length=0.5)
+    x = pend.sample_initial_states(5, seed=0)
+    u = torch.full((5, 1), 3.0, dtype=torch.float64)
+    diff = pend.vector_field(0.0, x, u) - pend.vector_field(0.0, x)
+    torch.testing.assert_close(diff[:, 1], torch.full((5,), 3.0 / (2.0 * 0.25), dtype=torch.float64))
+    chain = SpringMass(n_masses=2, mass=4.0)
+    x = chain.sample_initial_states(5, seed=0)
+    u = torch.tensor([[1.0, -2.0]], dtype=torch.float64).expand(5, 2)
+    diff = chain.vector_field(0.0, x, u) - chain.vector_field(0.0, x)
+    torch.testing.assert_close(diff[:, 2:], u / 4.0)
+
+
+def test_spring_chain_matches_its_stiffness_matrix():
+    chain = SpringMass(stiffness=2.0, mass=0.5, n_masses=4)
+    q = torch.randn(4, dtype=torch.float64)
+    stiffness = 2.0 / 0.5 * (2 * torch.eye(4) - torch.diag(torch.ones(3), 1) - torch.diag(torch.ones(3), -1)).double()
+    a = chain.vector_field(0.0, torch.cat([q, torch.zeros(4, dtype=torch.float64)]))[4:]
+    torch.testing.assert_close(a, -stiffness @ q)
+
+
+def test_nbody_field_matches_a_pairwise_loop():
+    system = NBody(n_bodies=4, dim=3, masses=(1.0, 2.0, 0.5, 1.5), gravity=0.7, softening=0.1)
+    x = system.sample_initial_states(1, seed=5)[0]
+    q = x[:12].reshape(4, 3)
+    expected = torch.zeros(4, 3, dtype=torch.float64)
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                d = q[j] - q[i]
+                expected[i] += 0.7 * system.params.masses[j] * d / (d.dot(d) + 0.01) ** 1.5
+    torch.testing.assert_close(system.vector_field(0.0, x)[12:], expected.flatten())
+    potential = sum(-0.7 * system.params.masses[i] * system.params.masses[j] / math.sqrt(float(((q[i] - q[j]) ** 2).sum()) + 0.01)
+                    for i in range(4) for j in range(i + 1, 4))
+    assert system.potential_energy(x).item() == pytest.approx(potential, rel=1e-13)
+
+
+def test_nbody_momenta_are_conserved_by_the_field():
+    for system in (NBody(n_bodies=5, masses=(1.0, 2.0, 3.0, 0.5, 1.0)), NBody(n_bodies=4, dim=3)):
+        x = system.sample_initial_states(8, seed=7)
+        p = system.position_dim
+        a = system.vector_field(0.0, x)[:, p:]
+        force = (system.masses(x)[:, None] * a.reshape(8, system.params.n_bodies, -1)).sum(1)
+        assert force.abs().max() < 1e-12
+        step = 1e-6  # d/dt of angular momentum by central difference along the field
+        f = system.vector_field(0.0, x)
+        rate = (system.angular_momentum(x + step * f) - system.angular_momentum(x - step * f)) / (2 * step)
+        assert rate.abs().max() < 1e-7
+
+
+def test_initial_states_are_reproducible_and_documented():
+    for system in SYSTEMS:
+        a, b = system.sample_initial_states(50, seed=11), system.sample_initial_states(50, seed=11)
+        assert a.dtype == torch.float64 and a.shape == (50, system.state_dim)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert not torch.equal(a, system.sample_initial_states(50, seed=12))
+    pend = Pendulum(gravity=3.0, length=2.0)
+    x = pend.sample_initial_states(2000, seed=0)
+    assert (pend.energy(x) < 0.9 * 2 * 3.0 * 2.0).all()
+    assert x[:, 0].abs().max() <= 0.75 * math.pi and x[:, 0].abs().max() > 2.0
+    chain = SpringMass(stiffness=4.0, n_masses=2)
+    x = chain.sample_initial_states(2000, seed=0)
+    assert x[:, :2].abs().max() <= 1.0 and 1.9 < x[:, 2:].abs().max() <= 2.0
+
+
+@pytest.mark.parametrize("system", [NBody(), NBody(n_bodies=5, masses=(1.0, 2.0, 3.0, 0.5, 1.0)), NBody(n_bodies=4, dim=3)],
+                         ids=["3", "5-mixed", "4-3d"])
+def test_nbody_initial_states_are_bound_separated_and_at_rest(system):
+    x = system.sample_initial_states(200, seed=3)
+    n, d = system.params.n_bodies, system.params.dim
+    assert system.momentum(x).abs().max() < 1e-12
+    q = x[:, : n * d].reshape(200, n, d)
+    centre = (system.masses(x)[:, None] * q).sum(1) / system.masses(x).sum()
+    assert centre.abs().max() < 1e-12
+    assert (system.energy(x) < 0).all()
+    gaps = (q[:, :, None] - q[:, None]).norm(dim=-1) + torch.eye(n) * 1e9
+    assert gaps.min() > 0.5 * 2 * math.pi / n * max(1, n / 3) * 0.8
