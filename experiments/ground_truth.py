@@ -42,7 +42,7 @@ TIGHT = {"rtol": 3e-14, "atol": 1e-14}
 
 
 def accuracy_rows(quick: bool):
-    n = 4 if quick else 16
+    n = 2 if quick else 16
     rows = []
 
     def row(name, reference, got, seconds):
@@ -89,7 +89,7 @@ def symplectic_study(quick: bool):
     system = NBody(n_bodies=2, masses=(1.0, 1.0))
     x0 = torch.tensor([0.5, 0.0, -0.5, 0.0, 0.0, 0.9, 0.0, -0.9], dtype=torch.float64)  # eccentricity 0.62
     period = 2 * math.pi * (1 / 0.38) ** 1.5 / math.sqrt(2)
-    periods = 100 if quick else 1000
+    periods = 30 if quick else 1000
     t = torch.linspace(0.0, periods * period, periods * 10 + 1, dtype=torch.float64)
     runs = {
         "leapfrog, h = P/200": dict(method="leapfrog", step_size=period / 200),

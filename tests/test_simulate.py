@@ -124,18 +124,18 @@ def test_fixed_step_methods_converge_at_their_order(method, order):
 
 @pytest.mark.parametrize("method, bound", [("leapfrog", 2e-3), ("yoshida4", 1e-4)])
 def test_symplectic_energy_error_stays_bounded_on_long_runs(method, bound):
-    """An eccentric Kepler orbit over 200 periods: the energy error oscillates but does not grow."""
+    """An eccentric Kepler orbit over 100 periods: the energy error oscillates but does not grow."""
     system = NBody(n_bodies=2, masses=(1.0, 1.0))
     x0 = torch.tensor([0.5, 0.0, -0.5, 0.0, 0.0, 0.9, 0.0, -0.9], dtype=torch.float64)  # eccentricity about 0.6
     period = 2 * math.pi * (1 / (2 - 2 * 0.81)) ** 1.5 / math.sqrt(2)  # a = 1/(2/r - v^2/GM) for the relative orbit
-    t = torch.linspace(0.0, 200 * period, 2001, dtype=torch.float64)
+    t = torch.linspace(0.0, 100 * period, 1001, dtype=torch.float64)
     x = simulate(system, x0, t, method=method, step_size=period / 200)
     drift = ((system.energy(x) - system.energy(x0)) / system.energy(x0)).abs()
-    first, last = drift[:400].max(), drift[-400:].max()
+    first, last = drift[:200].max(), drift[-200:].max()
     assert last < bound and last < 1.5 * first
     adaptive = simulate(system, x0, t, method="dopri5", rtol=1e-6, atol=1e-6)  # a non-symplectic method drifts
     adaptive_drift = ((system.energy(adaptive) - system.energy(x0)) / system.energy(x0)).abs()
-    assert adaptive_drift[-400:].max() > 3 * adaptive_drift[:400].max()
+    assert adaptive_drift[-200:].max() > 3 * adaptive_drift[:200].max()
 
 
 def test_one_state_gives_one_trajectory():
