@@ -253,7 +253,9 @@ class TrajectoryDataset:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileFormatError(f"dataset file {str(path)!r} does not exist; create one with `physode simulate`")
+            raise FileFormatError(
+                f"dataset file {str(path)!r} does not exist (or is not a file); create one with `physode simulate`"
+            )
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
