@@ -1,35 +1,21 @@
-"""Accurate, batched integration of a :class:`~physode.systems.System` in float64.
+"""Accurate, batched ground truth: integrate a :class:`~physode.systems.System` in float64.
 
-One batched torchdiffeq solve integrates every trajectory at once, with three things added:
-
-* **Per-trajectory error control.** torchdiffeq's default norm averages the error over the whole
-  batch, so a hard trajectory among many easy ones gets a looser tolerance than asked for. Here the
-  norm is the worst trajectory's RMS error, so *every* trajectory meets ``rtol``/``atol`` on its own.
-* **One grid per trajectory.** Time is re-parametrised per trajectory: ``s`` in ``[k, k+1]`` maps
-  linearly onto ``[t_i[k], t_i[k+1]]``, so all trajectories share the integer grid ``s = 0..T-1``
-  whatever their own times, and ``dx/ds = dt_i[k] f(t_i(s), x)``. Shared grids take the same path.
-* **Exact output points and zero-order-hold controls.** The solver steps exactly onto every output
-  time (registered as ``jump_t``: the controls, held constant over each interval, may jump there).
-  Stepping onto outputs also avoids dense-output interpolation, which is far less accurate than the
-  steps for torchdiffeq's ``dopri8``.
-
-For long runs of conservative mechanical systems (n-body) the symplectic fixed-step methods
-``"leapfrog"`` (2nd order) and ``"yoshida4"`` (4th order) keep the energy error bounded.
+:func:`simulate` checks its inputs, then integrates all trajectories in batched torchdiffeq solves
+(see :mod:`physode.integrate`: per-trajectory error control, one grid per trajectory, exact output
+steps, zero-order-hold controls), with tolerances tight enough for ground truth. For long runs of
+conservative mechanical systems (n-body) the symplectic fixed-step methods ``"leapfrog"`` (2nd
+order) and ``"yoshida4"`` (4th order) keep the energy error bounded.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
-from .checks import FLOAT64, as_float_tensor, positive_float, positive_int, states, time_grid
+from .checks import as_float_tensor, positive_float, positive_int, states, time_grid
 from .errors import PhysodeError, SolverError, unknown_name
+from .integrate import ADAPTIVE_METHODS, FIXED_METHODS, solve_on_grids, substeps
 
-ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
-FIXED_METHODS = ("rk4", "midpoint", "euler", "heun2", "heun3", "explicit_adams", "implicit_adams")
 _YOSHIDA_W1 = 1 / (2 - 2 ** (1 / 3))
 _YOSHIDA_W0 = -(2 ** (1 / 3)) / (2 - 2 ** (1 / 3))
 #: Symplectic drift-kick compositions: position-update weights, then velocity-update weights.
@@ -45,11 +31,6 @@ METHODS = ADAPTIVE_METHODS + FIXED_METHODS + tuple(SYMPLECTIC_METHODS)
 DEFAULT_METHOD = "dopri8"
 DEFAULT_RTOL = 1e-14
 DEFAULT_ATOL = 1e-14
-
-
-def per_trajectory_norm(ratio: torch.Tensor) -> torch.Tensor:
-    """Error norm for a batch ``(N, D)``: the largest per-trajectory RMS, so each trajectory meets the tolerance."""
-    return ratio.pow(2).mean(-1).sqrt().max()
 
 
 def simulate(
@@ -131,7 +112,9 @@ def simulate(
             if method in SYMPLECTIC_METHODS:
                 out.append(_symplectic(system, x0[part], times[part], uk, method, step_size, bar))
             else:
-                out.append(_solve(system, x0[part], times[part], uk, method, rtol, atol, step_size, max_steps, bar))
+                y = solve_on_grids(system, x0[part], times[part], uk, method=method, rtol=rtol, atol=atol,
+                                   step_size=step_size, max_steps=max_steps, bar=bar)
+                out.append(y)
     result = torch.cat(out)
     return result[0] if single else result
 
@@ -154,62 +137,10 @@ def _controls(u, control_dim: int, n: int, n_times: int, single: bool) -> torch.
     )
 
 
-class _SegmentField(torch.nn.Module):
-    """``dx/ds`` on the shared integer grid: segment ``k`` of trajectory ``i`` is ``[t_i[k], t_i[k+1]]``."""
-
-    def __init__(self, system, times, u, bar):
-        super().__init__()
-        self.system, self.times, self.u, self.bar = system, times, u, bar
-        self.steps = times.diff(dim=1)  # (N, T-1)
-        self.last = times.shape[1] - 2
-        self.segment = None  # (k, start times (N,), steps (N, 1), controls (N, C) | None) of the last call
-        self.reached = 0  # segments finished, for the progress bar
-
-    def forward(self, s, x):
-        k = min(int(s), self.last)  # torchdiffeq nudges s off the knots, so this is the right segment
-        if self.segment is None or self.segment[0] != k:
-            u = None if self.u is None else self.u[:, k]
-            self.segment = (k, self.times[:, k], self.steps[:, k : k + 1], u)
-            if k > self.reached:
-                self.bar.update(k - self.reached)
-                self.reached = k
-        _, start, dt, u = self.segment
-        t = start + (s - k) * dt.squeeze(1)
-        return self.system.vector_field(t, x, u) * dt
-
-
-def _solve(system, x0, times, u, method, rtol, atol, step_size, max_steps, bar):
-    n_times = times.shape[1]
-    field = _SegmentField(system, times, u, bar)
-    s = torch.arange(n_times, dtype=FLOAT64, device=x0.device)
-    if method in ADAPTIVE_METHODS:
-        options = {"norm": per_trajectory_norm, "jump_t": s[1:], "max_num_steps": max_steps}
-    else:
-        per = _substeps(times, step_size)
-        grid = torch.arange((n_times - 1) * per + 1, dtype=FLOAT64, device=x0.device) / per
-        options = {"perturb": True, "grid_constructor": lambda func, y0, t: grid}
-    try:
-        y = odeint(field, x0, s, method=method, rtol=rtol, atol=atol, options=options)
-    except AssertionError as exc:  # torchdiffeq signals step underflow, NaN states and max_num_steps so
-        raise SolverError(
-            f"the {method} solve failed ({str(exc)[:120]}); the system may be stiff, blow up or collide: "
-            "check x0 and the parameters (for n-body set softening > 0), or raise max_steps"
-        ) from None
-    if not bool(torch.isfinite(y).all()):
-        raise SolverError(f"the {method} solve produced non-finite states; use a smaller step_size or an adaptive method")
-    bar.update(n_times - 1 - field.reached)
-    return y.transpose(0, 1)
-
-
-def _substeps(times: torch.Tensor, step_size: float) -> int:
-    """Equal substeps per output interval so that no trajectory's substep exceeds ``step_size``."""
-    return max(1, math.ceil(float(times.diff(dim=1).max()) / step_size - 1e-9))
-
-
 def _symplectic(system, x0, times, u, method, step_size, bar):
     """Drift-kick composition (leapfrog or Yoshida's 4th-order) on each trajectory's own grid."""
     drifts, kicks = SYMPLECTIC_METHODS[method]
-    per = _substeps(times, step_size)
+    per = substeps(times, step_size)
     p = system.position_dim
     q, v = x0[:, :p].clone(), x0[:, p:].clone()
     out = [x0]
