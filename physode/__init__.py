@@ -5,11 +5,13 @@ The public API, re-exported from one place:
 * systems: :class:`Pendulum`, :class:`SpringMass`, :class:`NBody`, :func:`make_system`
 * simulation: :func:`simulate` (batched float64 ground truth, per-trajectory error control)
 * data: :class:`TrajectoryDataset` (generate, split, save, load)
+* learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`
 * errors: :class:`PhysodeError` and its subclasses
 """
 
 from .data import TrajectoryDataset
 from .errors import FileFormatError, PhysodeError, SolverError, UnknownNameError
+from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ResNetStep
 from .simulate import METHODS, simulate
 from .systems import SYSTEMS, MechanicalSystem, NBody, Pendulum, SpringMass, System, make_system, system_from_spec
 
@@ -17,6 +19,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
+    "MODELS",
+    "AugmentedNeuralODE",
+    "DynamicsModel",
+    "HamiltonianODE",
+    "NeuralODE",
+    "ResNetStep",
     "SYSTEMS",
     "FileFormatError",
     "MechanicalSystem",

@@ -89,6 +89,43 @@ def states(x, dim: int, name: str = "x0") -> torch.Tensor:
     return x
 
 
+def rollout_inputs(x0, t, u, state_dim: int, control_dim: int):
+    """Check the arguments of every ``rollout(x0, t, u)`` and bring them to one batched form.
+
+    ``x0: (N, D) | (D,)``, ``t: (T,) | (N, T)``, ``u: None | (N, C) | (N, T-1, C)`` (without N for one
+    state ``(D,)``). Returns ``(x0 (N, D), times (N, T), u (N, T-1, C) | None, single)``, all float64,
+    with ``single`` true when one state was given (callers then return ``result[0]``).
+    """
+    x0 = states(x0, state_dim, "x0")
+    single = x0.ndim == 1
+    if single:
+        x0 = x0.unsqueeze(0)
+    n = x0.shape[0]
+    t = time_grid(t, "t", n_trajectories=n).to(x0.device)
+    if single and t.ndim == 2:
+        raise PhysodeError("t must be (T,) when x0 is one state (D,); give x0 as (1, D) for a (1, T) grid")
+    times = (t.expand(n, -1) if t.ndim == 1 else t).contiguous()  # index_select on an expanded view is slow
+    return x0, times, _controls(u, control_dim, n, times.shape[1], single), single
+
+
+def _controls(u, control_dim: int, n: int, n_times: int, single: bool) -> torch.Tensor | None:
+    """Normalise ``u`` to ``(N, T-1, C)`` (or None)."""
+    if u is None:
+        return None
+    u = as_float_tensor(u, "u")
+    if single:
+        u = u.unsqueeze(0)
+    if u.ndim == 2 and u.shape == (n, control_dim):
+        return u.unsqueeze(1).expand(n, n_times - 1, control_dim)
+    if u.ndim == 3 and u.shape == (n, n_times - 1, control_dim):
+        return u
+    lead = "" if single else f"{n}, "
+    raise PhysodeError(
+        f"u must have shape ({lead}{control_dim}) for a constant control or ({lead}{n_times - 1}, {control_dim}) "
+        f"for one control per time interval, got shape {tuple(u.shape[1:] if single else u.shape)}"
+    )
+
+
 def positive_int(value, name: str, minimum: int = 1) -> int:
     """Check that ``value`` is a whole number >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:

@@ -9,7 +9,7 @@ Used by :func:`physode.simulate` (ground truth) and by the learned continuous mo
   batch, so a hard trajectory among many easy ones gets a looser tolerance than asked for. Here the
   norm is the worst trajectory's RMS error, so *every* trajectory meets ``rtol``/``atol`` on its own.
 * **Exact output points and zero-order-hold controls.** Adaptive solvers step exactly onto every
-  output time, the last included (registered as ``jump_t``: the controls, held constant over each
+  output time, both ends included (registered as ``jump_t``: the controls, held constant over each
   interval, may jump there). Stepping onto outputs also avoids dense-output interpolation, which is
   far less accurate than the steps for torchdiffeq's ``dopri8``. Fixed-step methods split each
   output interval into the same number of equal substeps.
@@ -41,16 +41,17 @@ def substeps(times: torch.Tensor, step_size: float) -> int:
 class _GridField(torch.nn.Module):
     """``dx/ds`` on the shared integer grid: segment ``k`` of trajectory ``i`` is ``[t_i[k], t_i[k+1]]``."""
 
-    def __init__(self, dynamics, times, u, bar):
+    def __init__(self, field, times, u, bar, module, dtype):
         super().__init__()
-        self.dynamics, self.times, self.u, self.bar = dynamics, times, u, bar
-        self.steps = times.diff(dim=1)  # (N, T-1)
+        self.field, self.times, self.u, self.bar = field, times.to(dtype), u, bar
+        self.module = module  # registered so that odeint_adjoint finds its parameters
+        self.steps = times.diff(dim=1).to(dtype)  # (N, T-1), in the state's dtype
         self.last = times.shape[1] - 2
         self.segment = None  # (k, start times (N,), steps (N, 1), controls (N, C) | None) of the last call
         self.reached = 0  # segments finished, for the progress bar
 
     def forward(self, s, x):
-        k = min(int(s), self.last)  # torchdiffeq nudges s off the knots, so this is the right segment
+        k = min(max(int(s), 0), self.last)  # torchdiffeq nudges s off the knots, so this is the right segment
         if self.segment is None or self.segment[0] != k:
             u = None if self.u is None else self.u[:, k]
             self.segment = (k, self.times[:, k], self.steps[:, k : k + 1], u)
@@ -59,37 +60,38 @@ class _GridField(torch.nn.Module):
                 self.reached = k
         _, start, dt, u = self.segment
         t = start + (s - k) * dt.squeeze(1)
-        return self.dynamics.vector_field(t, x, u) * dt
+        return self.field(t, x, u) * dt
 
 
 def solve_on_grids(
-    dynamics, x0, times, u=None, *, method="dopri5", rtol=1e-7, atol=1e-9, step_size=None, max_steps=100_000,
-    adjoint=False, adjoint_options=None, bar=None,
+    field, x0, times, u=None, *, method="dopri5", rtol=1e-7, atol=1e-9, step_size=None, max_steps=100_000,
+    adjoint=False, adjoint_options=None, module=None, bar=None,
 ):
-    """Integrate ``dynamics.vector_field`` from ``x0: (N, D)`` and return the states ``(N, T, D)`` at ``times: (N, T)``.
+    """Integrate ``dx/dt = field(t, x, u)`` from ``x0: (N, D)``; return the states ``(N, T, D)`` at ``times: (N, T)``.
 
     One batched torchdiffeq solve for all trajectories, each on its own grid, with controls
     ``u: (N, T-1, C)`` held over each interval (or None). Inputs must already be checked (see
-    :mod:`physode.checks`). ``adjoint=True`` uses ``odeint_adjoint`` (``dynamics`` must then be a
-    ``torch.nn.Module`` holding the parameters); ``adjoint_options`` go to its backward solve (e.g.
+    :mod:`physode.checks`). ``adjoint=True`` uses ``odeint_adjoint``, which differentiates with respect
+    to the parameters of ``module`` (the ``torch.nn.Module`` behind ``field``); ``adjoint_options`` go to its backward solve (e.g.
     ``{"norm": "seminorm"}``). ``bar`` is an optional tqdm bar advanced once per output interval.
     Solver failures raise :class:`~physode.SolverError`.
     """
     n_times = times.shape[1]
-    field = _GridField(dynamics, times, u, bar)
+    grid_field = _GridField(field, times, u, bar, module, x0.dtype)
     s = torch.arange(n_times, dtype=torch.float64, device=x0.device)
     if method in ADAPTIVE_METHODS:
-        options = {"norm": per_trajectory_norm, "jump_t": s[1:], "max_num_steps": max_steps}
+        # every knot, both ends included: the adjoint's backward solve must stop exactly at s = 0 too
+        options = {"norm": per_trajectory_norm, "jump_t": s, "max_num_steps": max_steps}
     else:
         per = substeps(times, step_size)
         grid = torch.arange((n_times - 1) * per + 1, dtype=torch.float64, device=x0.device) / per
         options = {"perturb": True, "grid_constructor": lambda func, y0, t: grid}
     try:
         if adjoint:
-            y = odeint_adjoint(field, x0, s, method=method, rtol=rtol, atol=atol, options=options,
+            y = odeint_adjoint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options,
                                adjoint_options=adjoint_options)
         else:
-            y = odeint(field, x0, s, method=method, rtol=rtol, atol=atol, options=options)
+            y = odeint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options)
     except AssertionError as exc:  # torchdiffeq signals step underflow, NaN states and max_num_steps so
         raise SolverError(
             f"the {method} solve failed ({str(exc)[:120]}); the system may be stiff, blow up or collide: "
@@ -98,5 +100,5 @@ def solve_on_grids(
     if not bool(torch.isfinite(y).all()):
         raise SolverError(f"the {method} solve produced non-finite states; use a smaller step_size or tighter tolerances")
     if bar is not None:
-        bar.update(n_times - 1 - field.reached)
+        bar.update(n_times - 1 - grid_field.reached)
     return y.transpose(0, 1)

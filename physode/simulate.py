@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .checks import as_float_tensor, positive_float, positive_int, states, time_grid
+from .checks import positive_float, positive_int, rollout_inputs
 from .errors import PhysodeError, SolverError, unknown_name
 from .integrate import ADAPTIVE_METHODS, FIXED_METHODS, solve_on_grids, substeps
 
@@ -77,16 +77,8 @@ def simulate(
     """
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
-    x0 = states(x0, system.state_dim, "x0")
-    single = x0.ndim == 1
-    if single:
-        x0 = x0.unsqueeze(0)
+    x0, times, u, single = rollout_inputs(x0, t, u, system.state_dim, system.control_dim)
     n = x0.shape[0]
-    t = time_grid(t, "t", n_trajectories=n).to(x0.device)
-    if single and t.ndim == 2:
-        raise PhysodeError("t must be (T,) when x0 is one state (D,); give x0 as (1, D) for a (1, T) grid")
-    times = (t.expand(n, -1) if t.ndim == 1 else t).contiguous()  # index_select on an expanded view is slow
-    u = _controls(u, system.control_dim, n, times.shape[1], single)
     rtol = positive_float(rtol, "rtol")
     atol = positive_float(atol, "atol")
     batch_size = positive_int(batch_size, "batch_size")
@@ -112,29 +104,10 @@ def simulate(
             if method in SYMPLECTIC_METHODS:
                 out.append(_symplectic(system, x0[part], times[part], uk, method, step_size, bar))
             else:
-                y = solve_on_grids(system, x0[part], times[part], uk, method=method, rtol=rtol, atol=atol,
-                                   step_size=step_size, max_steps=max_steps, bar=bar)
-                out.append(y)
+                out.append(solve_on_grids(system.vector_field, x0[part], times[part], uk, method=method, rtol=rtol,
+                                          atol=atol, step_size=step_size, max_steps=max_steps, bar=bar))
     result = torch.cat(out)
     return result[0] if single else result
-
-
-def _controls(u, control_dim: int, n: int, n_times: int, single: bool) -> torch.Tensor | None:
-    """Normalise ``u`` to ``(N, T-1, C)`` (or None)."""
-    if u is None:
-        return None
-    u = as_float_tensor(u, "u")
-    if single:
-        u = u.unsqueeze(0)
-    if u.ndim == 2 and u.shape == (n, control_dim):
-        return u.unsqueeze(1).expand(n, n_times - 1, control_dim)
-    if u.ndim == 3 and u.shape == (n, n_times - 1, control_dim):
-        return u
-    lead = "" if single else f"{n}, "
-    raise PhysodeError(
-        f"u must have shape ({lead}{control_dim}) for a constant control or ({lead}{n_times - 1}, {control_dim}) "
-        f"for one control per time interval, got shape {tuple(u.shape[1:] if single else u.shape)}"
-    )
 
 
 def _symplectic(system, x0, times, u, method, step_size, bar):

@@ -1,0 +1,25 @@
+"""Learned dynamics models; each answers ``rollout(x0, t, u=None)`` and ``vector_field(t, x, u=None)``.
+
+``MODELS`` maps the short names used by the CLI (``node``, ``anode``, ``resnet``, ``hnn``) to classes.
+"""
+
+from .augmented import AugmentedNeuralODE
+from .base import ContinuousModel, DynamicsModel
+from .hamiltonian import HamiltonianODE
+from .neural_ode import NeuralODE
+from .resnet_step import ResNetStep
+from .vector_field import ACTIVATIONS, MLP
+
+MODELS = {"node": NeuralODE, "anode": AugmentedNeuralODE, "resnet": ResNetStep, "hnn": HamiltonianODE}
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "MODELS",
+    "AugmentedNeuralODE",
+    "ContinuousModel",
+    "DynamicsModel",
+    "HamiltonianODE",
+    "NeuralODE",
+    "ResNetStep",
+]

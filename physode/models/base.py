@@ -1,0 +1,159 @@
+"""What every dynamics model shares: shapes, normalisation, configuration, and the ``rollout`` call.
+
+Two families answer ``rollout(x0, t, u=None) -> (N, T, D)`` and ``vector_field(t, x, u=None)``:
+
+* :class:`ContinuousModel` integrates a learned field with torchdiffeq (any method, optionally the
+  adjoint), one batched solve over per-trajectory grids (:mod:`physode.integrate`), and counts
+  function evaluations (NFE);
+* discrete step models (:class:`~physode.models.ResNetStep`) iterate a learned map.
+
+Normalisation: ``x_mean`` and ``x_scale`` (buffers, saved with the weights) map states to
+``z = (x - x_mean) / x_scale`` before the network; fields are learned in those units
+(``dx/dt = x_scale * g(z)``). They default to 0 and 1; the trainer sets them from the training split.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from ..checks import as_float_tensor, positive_float, positive_int, rollout_inputs
+from ..errors import PhysodeError, unknown_name
+from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, solve_on_grids
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class DynamicsModel(nn.Module):
+    """Base of all learned models. Subclasses call ``super().__init__(state_dim, control_dim, dtype)``."""
+
+    def __init__(self, state_dim: int, control_dim: int = 0, dtype: str = "float32"):
+        super().__init__()
+        self.state_dim = positive_int(state_dim, "state_dim")
+        self.control_dim = positive_int(control_dim, "control_dim", minimum=0)
+        if dtype not in DTYPES:
+            raise unknown_name("dtype", dtype, DTYPES)
+        self.dtype = dtype  # the name, as in config(); torch_dtype is the torch.dtype
+        self.register_buffer("x_mean", torch.zeros(self.state_dim, dtype=DTYPES[dtype]))
+        self.register_buffer("x_scale", torch.ones(self.state_dim, dtype=DTYPES[dtype]))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def config(self) -> dict:
+        """The constructor's arguments, as plain data: ``type(model)(**model.config())`` rebuilds it."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_normalization(self, mean, scale) -> None:
+        """Set ``x_mean`` and ``x_scale`` (each ``(D,)``; ``scale > 0``)."""
+        mean = as_float_tensor(mean, "mean").to(self.torch_dtype)
+        scale = as_float_tensor(scale, "scale").to(self.torch_dtype)
+        if mean.shape != (self.state_dim,) or scale.shape != (self.state_dim,) or not bool((scale > 0).all()):
+            raise PhysodeError(f"normalisation needs mean and scale of shape ({self.state_dim},) with scale > 0")
+        self.x_mean.copy_(mean)
+        self.x_scale.copy_(scale)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.x_mean) / self.x_scale
+
+    def _inputs(self, x0, t, u):
+        """Checked ``(x0 (N, D), times (N, T), u (N, T-1, C) | None, single)``, states and controls in the model's dtype."""
+        x0, times, u, single = rollout_inputs(x0, t, u, self.state_dim, self.control_dim)
+        device = self.x_mean.device
+        x0 = x0.to(device=device, dtype=self.torch_dtype)
+        u = None if u is None else u.to(device=device, dtype=self.torch_dtype)
+        return x0, times.to(device), u, single
+
+    def _check_field_inputs(self, x, u):
+        if x.shape[-1] != self.state_dim:
+            raise PhysodeError(f"x must have last dimension {self.state_dim} for this model, got shape {tuple(x.shape)}")
+        if self.control_dim and u is None:
+            raise PhysodeError(f"this model takes controls: pass u with last dimension {self.control_dim}")
+        if u is not None and u.shape[-1] != self.control_dim:
+            raise PhysodeError(f"u must have last dimension {self.control_dim} for this model, got shape {tuple(u.shape)}")
+
+
+class ContinuousModel(DynamicsModel):
+    """A learned ODE ``dz/dt = flow(t, z, u)`` integrated by torchdiffeq.
+
+    Args:
+        solver: a torchdiffeq method: adaptive (``"dopri5"``, ``"dopri8"``, ``"bosh3"``, ...) or fixed-step
+            (``"rk4"``, ``"euler"``, ... with ``step_size``).
+        rtol, atol: tolerances of adaptive solvers (met by every trajectory in the batch on its own).
+        step_size: step of fixed-step solvers (each output interval is split into equal substeps).
+        adjoint: train with ``odeint_adjoint`` (memory constant in the number of solver steps).
+        seminorm: with the adjoint, control the backward solve's error on the state and its adjoint
+            only, not on the parameter gradients (Kidger et al. 2021: fewer backward steps).
+        max_steps: most solver steps per output interval; a solve needing more raises a SolverError.
+
+    NFE: ``nfe_forward`` counts the field evaluations of the last ``rollout``; ``nfe_backward`` those
+    made since by its backward pass (the adjoint solve; 0 for direct backprop, which re-evaluates
+    nothing); ``nfe_total`` all evaluations so far.
+    """
+
+    def __init__(self, state_dim, control_dim=0, dtype="float32", *, solver="dopri5", rtol=1e-6, atol=1e-7,
+                 step_size=None, adjoint=False, seminorm=False, max_steps=10_000):
+        super().__init__(state_dim, control_dim, dtype)
+        if solver not in ADAPTIVE_METHODS + FIXED_METHODS:
+            raise unknown_name("solver", solver, ADAPTIVE_METHODS + FIXED_METHODS)
+        if solver in FIXED_METHODS and step_size is None:
+            raise PhysodeError(f"solver {solver!r} takes fixed steps: pass step_size (e.g. step_size=0.01)")
+        self.solver = solver
+        self.rtol, self.atol = positive_float(rtol, "rtol"), positive_float(atol, "atol")
+        self.step_size = None if step_size is None else positive_float(step_size, "step_size")
+        self.adjoint, self.seminorm = bool(adjoint), bool(seminorm)
+        self.max_steps = positive_int(max_steps, "max_steps")
+        self.nfe_total = 0
+        self.nfe_forward = 0
+        self._after_forward = 0
+
+    @property
+    def nfe_backward(self) -> int:
+        """Field evaluations since the last rollout finished (its backward pass, when one ran)."""
+        return self.nfe_total - self._after_forward
+
+    def flow(self, t, z: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """The field that is integrated, on the solver's state ``z``; subclasses implement it."""
+        raise NotImplementedError
+
+    def _counted_flow(self, t, z, u):
+        self.nfe_total += 1
+        return self.flow(t, z, u)
+
+    def initial_solver_state(self, x0: torch.Tensor) -> torch.Tensor:
+        """The solver's state at the first time from ``x0: (N, D)`` (augmented models pad it)."""
+        return x0
+
+    def vector_field(self, t, x, u=None):
+        """``dx/dt`` at states ``x: (..., D)`` with controls ``u: (..., C)``; not counted in NFE."""
+        self._check_field_inputs(x, u)
+        return self.flow(t, self.initial_solver_state(x), u)[..., : self.state_dim]
+
+    def rollout(self, x0, t, u=None):
+        """Trajectories ``(N, T, D)`` from ``x0: (N, D)`` on ``t: (T,) | (N, T)``, one batched solve.
+
+        ``u``: None, ``(N, C)`` constant or ``(N, T-1, C)`` held over each interval (zero-order hold).
+        """
+        x0, times, u, single = self._inputs(x0, t, u)
+        if self.control_dim and u is None:
+            raise PhysodeError(
+                f"this model takes controls: pass u of shape (N, {self.control_dim}) or (N, T-1, {self.control_dim})"
+            )
+        start = self.nfe_total
+        y = solve_on_grids(
+            self._counted_flow, self.initial_solver_state(x0), times, u, method=self.solver, rtol=self.rtol,
+            atol=self.atol, step_size=self.step_size, max_steps=self.max_steps, adjoint=self.adjoint,
+            adjoint_options={"norm": "seminorm"} if self.seminorm else None, module=self,
+        )[..., : self.state_dim]
+        self.nfe_forward = self.nfe_total - start
+        self._after_forward = self.nfe_total
+        return y[0] if single else y

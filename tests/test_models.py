@@ -1,0 +1,219 @@
+"""Learned models: shapes, grids, controls, gradients, the adjoint, augmentation, NFE, step maps and Hamiltonians."""
+
+import math
+
+import pytest
+import torch
+
+from physode import PhysodeError, UnknownNameError
+from physode.models import MODELS, AugmentedNeuralODE, HamiltonianODE, NeuralODE, ResNetStep
+
+T = torch.linspace(0.0, 1.0, 6, dtype=torch.float64)
+
+
+def randomized(model, seed=0, scale=0.5):
+    """Give the (zero-initialised) last layer random weights so the field is not trivially zero."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+def float64_models(**kw):
+    return [
+        randomized(NeuralODE(2, hidden=8, dtype="float64", **kw)),
+        randomized(AugmentedNeuralODE(2, augment_dim=2, hidden=8, dtype="float64", **kw)),
+        randomized(HamiltonianODE(2, hidden=8, dtype="float64", **kw)),
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_rolls_out_on_shared_and_per_trajectory_grids(name):
+    cls = MODELS[name]
+    model = cls(2, dt=0.2) if cls is ResNetStep else cls(2)
+    randomized(model, scale=0.3)
+    x0 = torch.randn(3, 2)
+    y = model.rollout(x0, T)
+    assert y.shape == (3, 6, 2) and y.dtype == torch.float32
+    torch.testing.assert_close(y[:, 0], x0)
+    grids = torch.stack([T, T * 1.5, T * 0.5])
+    per = model.rollout(x0, grids)
+    for i in range(3):  # one batched solve equals one solve per trajectory
+        torch.testing.assert_close(per[i], model.rollout(x0[i], grids[i]), rtol=2e-4, atol=2e-5)
+    assert model.vector_field(0.0, x0).shape == (3, 2) and model.num_parameters > 0
+
+
+def test_controls_are_held_over_each_interval():
+    model = randomized(NeuralODE(2, control_dim=1, hidden=8, dtype="float64", rtol=1e-10, atol=1e-10))
+    x0 = torch.randn(2, 2, dtype=torch.float64)
+    u = torch.randn(2, 5, 1, dtype=torch.float64)
+    y = model.rollout(x0, T, u)
+    for k in range(5):  # restarting each interval from the previous state with its constant control
+        step = model.rollout(y[:, k], T[k : k + 2], u[:, k])
+        torch.testing.assert_close(step[:, 1], y[:, k + 1], rtol=1e-8, atol=1e-9)
+    with pytest.raises(PhysodeError, match="takes controls"):
+        model.rollout(x0, T)
+
+
+@pytest.mark.parametrize("model", float64_models(solver="rk4", step_size=0.05), ids=["node", "anode", "hnn"])
+def test_gradients_match_finite_differences(model):
+    x0 = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64)
+    weight = model.net[0].weight
+
+    def loss():
+        return model.rollout(x0, T).pow(2).sum()
+
+    (grad,) = torch.autograd.grad(loss(), weight)
+    eps = 1e-6
+    for index in [(0, 0), (3, 1), (7, 0)]:
+        with torch.no_grad():
+            weight[index] += eps
+            up = loss()
+            weight[index] -= 2 * eps
+            down = loss()
+            weight[index] += eps
+        assert grad[index].item() == pytest.approx(((up - down) / (2 * eps)).item(), rel=1e-5, abs=1e-8)
+
+
+def test_resnet_gradients_match_finite_differences():
+    model = randomized(ResNetStep(2, dt=0.2, hidden=8, dtype="float64"))
+    x0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    weight = model.net[0].weight
+    (grad,) = torch.autograd.grad(model.rollout(x0, T).pow(2).sum(), weight)
+    with torch.no_grad():
+        weight[2, 1] += 1e-6
+        up = model.rollout(x0, T).pow(2).sum()
+        weight[2, 1] -= 2e-6
+        down = model.rollout(x0, T).pow(2).sum()
+    assert grad[2, 1].item() == pytest.approx(((up - down) / 2e-6).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["node", "anode", "hnn"])
+def test_adjoint_gradients_match_direct_backprop(index):
+    tight = {"rtol": 1e-10, "atol": 1e-10}
+    direct = float64_models(**tight)[index]
+    adjoint = float64_models(adjoint=True, seminorm=index == 0, **tight)[index]
+    x0 = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64)
+    grads = []
+    for model in (direct, adjoint):
+        model.zero_grad()
+        model.rollout(x0, T).pow(2).sum().backward()
+        grads.append(torch.cat([torch.zeros_like(p).flatten() if p.grad is None else p.grad.flatten()  # H's bias: no effect
+                                for p in model.parameters()]))
+    assert ((grads[0] - grads[1]).norm() / grads[0].norm()).item() <= 1e-4
+    assert adjoint.nfe_backward > 0 and direct.nfe_backward == 0
+
+
+def test_augmented_dimensions_start_at_zero_and_are_dropped():
+    model = randomized(AugmentedNeuralODE(2, augment_dim=3, hidden=8))
+    seen = []
+    model.net.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    x0 = torch.randn(4, 2)
+    y = model.rollout(x0, T)
+    assert y.shape == (4, 6, 2)
+    first = seen[0]  # the first evaluation is at (x0, 0): its augmented inputs are zero
+    assert first.shape == (4, 5) and torch.equal(first[:, 2:], torch.zeros(4, 3))
+    assert any(s[:, 2:].abs().max() > 0 for s in seen[1:])  # the extra dimensions do move
+    torch.testing.assert_close(model.vector_field(0.0, x0), model.flow(0.0, model.initial_solver_state(x0), None)[:, :2])
+
+
+def test_nfe_matches_a_counting_wrapper():
+    model = randomized(NeuralODE(2, hidden=8, adjoint=True), scale=0.3)
+    calls = []
+    model.net.register_forward_hook(lambda *args: calls.append(1))
+    y = model.rollout(torch.randn(3, 2), T)
+    assert model.nfe_forward == len(calls) > 0
+    forward_calls = len(calls)
+    y.sum().backward()
+    assert model.nfe_backward == len(calls) - forward_calls > 0
+    assert model.nfe_total == len(calls)
+
+
+def test_resnet_rollout_iterates_steps_and_interpolates_between_them():
+    model = randomized(ResNetStep(2, dt=0.25, hidden=8, dtype="float64"), scale=0.3)
+    x0 = torch.randn(2, 2, dtype=torch.float64)
+    t = torch.tensor([0.0, 0.25, 0.5, 0.625, 1.0], dtype=torch.float64)
+    y = model.rollout(x0, t)
+    s1 = model.step(x0)
+    s2 = model.step(s1)
+    s3 = model.step(s2)
+    s4 = model.step(s3)
+    torch.testing.assert_close(y[:, 1], s1)
+    torch.testing.assert_close(y[:, 2], s2)
+    torch.testing.assert_close(y[:, 3], (s2 + s3) / 2)  # halfway between steps: linear interpolation
+    torch.testing.assert_close(y[:, 4], s4)
+    torch.testing.assert_close(model.vector_field(0.0, x0), (s1 - x0) / 0.25)
+
+
+def test_resnet_uses_the_control_of_the_interval_each_step_starts_in():
+    model = randomized(ResNetStep(1, dt=0.5, hidden=4, control_dim=1, dtype="float64"), scale=0.3)
+    x0 = torch.zeros(1, 1, dtype=torch.float64)
+    t = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64)
+    u = torch.tensor([[[1.0], [-2.0]]], dtype=torch.float64)
+    y = model.rollout(x0, t, u)
+    x = x0
+    for uk in (1.0, 1.0, -2.0, -2.0):
+        x = model.step(x, torch.tensor([[uk]], dtype=torch.float64))
+    torch.testing.assert_close(y[:, 2], x)
+
+
+def test_hamiltonian_model_conserves_its_hamiltonian():
+    model = randomized(HamiltonianODE(4, hidden=16, dtype="float64", rtol=1e-10, atol=1e-10), scale=0.5)
+    x0 = torch.randn(5, 4, dtype=torch.float64)
+    y = model.rollout(x0, torch.linspace(0, 3, 31, dtype=torch.float64))
+    with torch.no_grad():
+        energy = model.hamiltonian(y)
+    assert (energy - energy[:, :1]).abs().max() < 1e-7
+    assert (y[:, -1] - x0).abs().max() > 1e-3  # and it does move
+
+
+def test_normalization_changes_units_not_dynamics():
+    plain = randomized(NeuralODE(2, hidden=8, dtype="float64", rtol=1e-10, atol=1e-10))
+    shifted = randomized(NeuralODE(2, hidden=8, dtype="float64", rtol=1e-10, atol=1e-10))
+    shifted.set_normalization([1.0, -2.0], [2.0, 0.5])
+    x = torch.randn(3, 2, dtype=torch.float64)
+    z = (x - torch.tensor([1.0, -2.0], dtype=torch.float64)) / torch.tensor([2.0, 0.5], dtype=torch.float64)
+    scale = torch.tensor([2.0, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(shifted.vector_field(0.0, x), scale * plain.vector_field(0.0, z))
+    with pytest.raises(PhysodeError, match="scale > 0"):
+        shifted.set_normalization([0.0, 0.0], [1.0, 0.0])
+
+
+def test_config_rebuilds_the_model():
+    for model in (AugmentedNeuralODE(3, augment_dim=2, hidden=16, solver="rk4", step_size=0.1), ResNetStep(2, dt=0.1),
+                  HamiltonianODE(2, control_dim=1), NeuralODE(2, time_dependent=True, dtype="float64")):
+        again = type(model)(**model.config())
+        assert again.config() == model.config() and again.num_parameters == model.num_parameters
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: NeuralODE(2, solver="rk45"), UnknownNameError, "dopri5"),
+    (lambda: NeuralODE(2, solver="rk4"), PhysodeError, "step_size"),
+    (lambda: NeuralODE(2, rtol=0.0), PhysodeError, "rtol"),
+    (lambda: NeuralODE(2, activation="sigmoid"), UnknownNameError, "tanh"),
+    (lambda: NeuralODE(0), PhysodeError, "state_dim"),
+    (lambda: NeuralODE(2, dtype="float16"), UnknownNameError, "float32"),
+    (lambda: AugmentedNeuralODE(2, augment_dim=0), PhysodeError, "augment_dim"),
+    (lambda: HamiltonianODE(3), PhysodeError, "even state_dim"),
+    (lambda: ResNetStep(2, dt=-0.1), PhysodeError, "dt"),
+    (lambda: NeuralODE(2).rollout(torch.zeros(3, 3), T), PhysodeError, r"\(N, 2\)"),
+    (lambda: NeuralODE(2).rollout(torch.zeros(3, 2), [0.0, 0.0]), PhysodeError, "strictly increasing"),
+    (lambda: NeuralODE(2).vector_field(0.0, torch.zeros(3, 5)), PhysodeError, "last dimension 2"),
+])
+def test_bad_model_arguments(make, error, words):
+    with pytest.raises(error, match=words):
+        make()
+
+
+def test_a_blowing_up_field_gives_a_solver_error_not_a_traceback():
+    from physode import SolverError
+
+    model = NeuralODE(1, hidden=4, dtype="float64", max_steps=50)
+    with torch.no_grad():
+        model.net[-1].bias.fill_(1.0)
+        model.net[-1].weight.zero_()
+    model.flow = lambda t, z, u: z**3  # finite-time blow-up: x' = x^3 from x0 = 10 explodes at t = 0.005
+    with pytest.raises(SolverError, match="max_steps|non-finite"):
+        model.rollout(torch.tensor([[10.0]], dtype=torch.float64), T)
+    assert math.isfinite(model.nfe_total)
