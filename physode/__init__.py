@@ -6,13 +6,16 @@ The public API, re-exported from one place:
 * simulation: :func:`simulate` (batched float64 ground truth, per-trajectory error control)
 * data: :class:`TrajectoryDataset` (generate, split, save, load)
 * learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`
+* training: :func:`fit`, :class:`TrainConfig`, :func:`build_model`; checkpoints: :func:`load_model`
 * errors: :class:`PhysodeError` and its subclasses
 """
 
 from .data import TrajectoryDataset
 from .errors import FileFormatError, PhysodeError, SolverError, UnknownNameError
+from .checkpoint import load_model, save_checkpoint
 from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ResNetStep
 from .simulate import METHODS, simulate
+from .train import TrainConfig, TrainResult, build_model, fit
 from .systems import SYSTEMS, MechanicalSystem, NBody, Pendulum, SpringMass, System, make_system, system_from_spec
 
 __version__ = "0.1.0"
@@ -36,7 +39,13 @@ __all__ = [
     "System",
     "TrajectoryDataset",
     "UnknownNameError",
+    "TrainConfig",
+    "TrainResult",
     "__version__",
+    "build_model",
+    "fit",
+    "load_model",
+    "save_checkpoint",
     "make_system",
     "simulate",
     "system_from_spec",

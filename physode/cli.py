@@ -11,11 +11,15 @@ import ast
 import sys
 import time
 
+import torch
+
 from . import __version__
 from .data import TrajectoryDataset
 from .errors import PhysodeError
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
+from .models import MODELS
 from .systems import SYSTEMS, make_system
+from .train import TrainConfig, build_model, fit
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-o", "--out", required=True, help="output .npz file")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(run=_simulate)
+
+    train = commands.add_parser("train", help="train a model on a dataset; writes model.pt, checkpoint.pt, metrics.jsonl")
+    train.add_argument("--data", required=True, help="dataset (.npz) from `physode simulate`")
+    train.add_argument("--model", choices=sorted(MODELS), default="node", help="node, anode, resnet or hnn (default node)")
+    train.add_argument("--out", required=True, help="run folder, e.g. runs/pendulum-node")
+    train.add_argument("--steps", type=int, default=TrainConfig.steps, help=f"optimiser steps (default {TrainConfig.steps})")
+    train.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    train.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the windows (default 0)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
     return parser
 
 
@@ -73,6 +88,17 @@ def _simulate(args) -> None:
     )
     path = dataset.save(args.out)
     print(f"wrote {path}: {dataset.summary()} in {time.perf_counter() - start:.1f}s")
+
+
+def _train(args) -> None:
+    dataset = TrajectoryDataset.load(args.data)
+    config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed)
+    torch.manual_seed(config.seed)
+    model = build_model(args.model, dataset)
+    result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
+                 resume=args.resume)
+    print(f"trained {args.model} on {dataset.system_spec['name']}: {result.steps} steps in {result.seconds:.1f}s, "
+          f"best validation error {result.best_val_error:.3g} (stopped: {result.stopped}); wrote {args.out}/model.pt")
 
 
 def main(argv=None) -> int:

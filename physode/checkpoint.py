@@ -1,0 +1,83 @@
+"""Model checkpoints: one ``.pt`` file with the model's class, configuration, weights and normalisation,
+the system it was trained on, and (for ``--resume``) the trainer's state.
+
+Files are written atomically and read with ``torch.load(weights_only=True)``: loading never executes
+code from the file. A corrupt, foreign or mismatched file raises a :class:`~physode.FileFormatError`.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .errors import FileFormatError, PhysodeError
+from .files import atomic_write
+from .models import MODELS, DynamicsModel
+
+FORMAT = "physode.checkpoint"
+FORMAT_VERSION = 1
+CLASSES = {cls.__name__: cls for cls in MODELS.values()}
+
+
+def save_checkpoint(path, model: DynamicsModel, *, system_spec: dict | None = None, **extra) -> Path:
+    """Write ``model`` (class, config, weights) and ``extra`` plain data / tensors to ``path`` atomically."""
+    if type(model).__name__ not in CLASSES:
+        raise PhysodeError(f"cannot save a {type(model).__name__}; checkpoints hold one of {', '.join(CLASSES)}")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": {"class": type(model).__name__, "config": model.config(), "state_dict": model.state_dict()},
+        "system": system_spec,
+        **extra,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_write(path, "checkpoint") as handle:
+        handle.write(buffer.getvalue())
+    return Path(path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Read and check a checkpoint written by :func:`save_checkpoint`; returns its dictionary."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"checkpoint {str(path)!r} does not exist (or is not a file); train one with `physode train`")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise FileFormatError(
+            f"{str(path)!r} holds objects that a safe load refuses (it may carry code): {str(exc).splitlines()[0][:200]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+        raise FileFormatError(f"{str(path)!r} is not a readable checkpoint (truncated or of another kind): {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise FileFormatError(f"{str(path)!r} is not a physode checkpoint")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise FileFormatError(
+            f"{str(path)!r} has checkpoint version {version!r}; this physode reads 1..{FORMAT_VERSION}: upgrade physode"
+        )
+    model = payload.get("model")
+    if not isinstance(model, dict) or model.get("class") not in CLASSES or not isinstance(model.get("config"), dict):
+        raise FileFormatError(f"{str(path)!r} names no model physode knows (one of {', '.join(CLASSES)})")
+    return payload
+
+
+def load_model(path, map_location="cpu", expected: type | None = None) -> DynamicsModel:
+    """Rebuild the model stored at ``path`` (in eval mode). ``expected`` refuses another model class."""
+    payload = load_checkpoint(path, map_location)
+    entry = payload["model"]
+    cls = CLASSES[entry["class"]]
+    if expected is not None and not issubclass(cls, expected):
+        raise FileFormatError(f"{str(path)!r} holds a {entry['class']}, not a {expected.__name__}")
+    try:
+        model = cls(**entry["config"])
+        model.load_state_dict(entry["state_dict"])
+    except (TypeError, RuntimeError, PhysodeError) as exc:
+        raise FileFormatError(f"{str(path)!r} has a configuration or weights that do not fit {entry['class']}: {exc}") from None
+    model.system_spec = payload.get("system")
+    return model.eval()

@@ -1,0 +1,323 @@
+"""The trainer: fit a dynamics model to a :class:`~physode.TrajectoryDataset` by trajectory matching.
+
+Each step draws a batch of windows (``window + 1`` consecutive observations from random training
+trajectories, within the training horizon ``t <= t_train``), rolls the model out from each window's
+first state over its own times (irregular grids included, in one batched solve), and minimises the
+mean squared error in normalised units. The window grows from ``window_start`` to ``window`` over the
+first ``curriculum`` share of the steps (multiple shooting with a curriculum: short windows first
+keep the early gradients tame). AdamW with cosine decay and gradient clipping, an optional L-BFGS
+polish at the end, and early stopping on the validation rollout error over the training horizon.
+
+A solver failure or a non-finite loss does not end in a traceback from inside torchdiffeq: the
+trainer rolls back to the last good state, halves the learning rate, and after ``max_failures``
+failures in a row stops with a PhysodeError naming the step and the cause.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .checks import positive_float, positive_int
+from .data import TrajectoryDataset
+from .errors import PhysodeError, SolverError
+from .models import DynamicsModel
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Trainer settings; the defaults train the default pendulum model in about two minutes on 2 cores."""
+
+    steps: int = 3000  #: optimiser steps (AdamW)
+    time_limit: float | None = None  #: stop after this many seconds of training
+    batch_size: int = 128  #: windows per step
+    window: int = 20  #: final window length, in observation intervals
+    window_start: int | None = None  #: first window length of the curriculum (default min(4, window))
+    curriculum: float = 0.5  #: share of the steps over which the window grows
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    grad_clip: float = 1.0  #: max gradient norm
+    lbfgs_steps: int = 0  #: L-BFGS iterations after AdamW (small models), on one fixed batch
+    val_every: int = 100  #: steps between validation rollouts (and metrics lines)
+    patience: int = 10  #: validations without improvement, after the curriculum, before stopping
+    checkpoint_every: int = 500  #: steps between checkpoints (with out_dir)
+    max_failures: int = 5  #: solver failures / non-finite losses in a row before giving up
+    seed: int = 0  #: seed of the window sampling
+
+    def __post_init__(self):
+        if self.window_start is None:
+            self.window_start = min(4, self.window) if isinstance(self.window, int) else 4
+        for name in ("steps", "batch_size", "window", "window_start", "val_every", "patience", "checkpoint_every",
+                     "max_failures"):
+            positive_int(getattr(self, name), name)
+        positive_int(self.lbfgs_steps, "lbfgs_steps", minimum=0)
+        positive_int(self.seed, "seed", minimum=0)
+        for name in ("lr", "grad_clip"):
+            positive_float(getattr(self, name), name)
+        positive_float(self.weight_decay, "weight_decay", allow_zero=True)
+        if not 0 <= self.curriculum <= 1:
+            raise PhysodeError(f"curriculum must be a share in [0, 1], got {self.curriculum!r}")
+        if self.time_limit is not None:
+            positive_float(self.time_limit, "time_limit")
+        if self.window_start > self.window:
+            raise PhysodeError(f"window_start ({self.window_start}) must not exceed window ({self.window})")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`fit` returns: the model with its best weights, and how the run went."""
+
+    model: DynamicsModel
+    steps: int
+    seconds: float
+    best_val_error: float
+    stopped: str  #: "steps", "time_limit", "early_stopping"
+    history: list
+
+
+def build_model(name: str, dataset: TrajectoryDataset, **options) -> DynamicsModel:
+    """The model called ``name`` (``node``, ``anode``, ``resnet``, ``hnn``) sized for ``dataset``.
+
+    ``ResNetStep`` takes the dataset's step (``meta["dt"]``, else the median spacing of its times).
+    """
+    from .errors import unknown_name
+    from .models import MODELS, ResNetStep
+
+    if name not in MODELS:
+        raise unknown_name("model", name, MODELS)
+    cls = MODELS[name]
+    sizes = {"state_dim": dataset.state_dim, "control_dim": 0 if dataset.u is None else dataset.u.shape[2]}
+    if cls is ResNetStep:
+        sizes["dt"] = float(dataset.meta.get("dt") or dataset.times.diff(dim=1).median())
+    return cls(**sizes, **options)
+
+
+def _check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
+    system = dataset.system
+    if model.state_dim != dataset.state_dim:
+        raise PhysodeError(
+            f"the model has state_dim {model.state_dim} but the dataset ({system.name}) has {dataset.state_dim} states; "
+            f"build the model with state_dim={dataset.state_dim}"
+        )
+    data_controls = 0 if dataset.u is None else dataset.u.shape[2]
+    if model.control_dim != data_controls:
+        raise PhysodeError(
+            f"the model takes {model.control_dim} controls but the dataset has {data_controls}; "
+            f"build the model with control_dim={data_controls}"
+        )
+    if int((dataset.split == 0).sum()) == 0:
+        raise PhysodeError("the dataset's training split is empty; regenerate it with a train share > 0")
+
+
+def relative_errors(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-trajectory relative L2 error ``||pred - x|| / ||x||`` over time and states, ``(N,)`` (``mask: (N, T)``)."""
+    diff, ref = (prediction - target) ** 2, target**2
+    if mask is not None:
+        diff, ref = diff * mask.unsqueeze(-1), ref * mask.unsqueeze(-1)
+    return (diff.sum((1, 2)) / ref.sum((1, 2)).clamp_min(1e-30)).sqrt()
+
+
+class _Windows:
+    """Random training windows drawn with one torch.Generator (its state is saved for resuming)."""
+
+    def __init__(self, train: TrajectoryDataset, dtype, seed: int):
+        mask = train.train_time_mask
+        self.counts = mask.sum(1)  # observations per trajectory within the training horizon
+        self.longest = int(self.counts.min()) - 1
+        if self.longest < 1:
+            raise PhysodeError("some training trajectory has fewer than 2 observations before t_train; raise t_train")
+        self.x, self.t = train.x.to(dtype), train.times
+        self.u = None if train.u is None else train.u.to(dtype)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, batch: int, window: int):
+        window = min(window, self.longest)
+        rows = torch.randint(len(self.x), (batch,), generator=self.generator)
+        starts = (torch.rand(batch, generator=self.generator, dtype=torch.float64) * (self.counts[rows] - window)).long()
+        index = starts[:, None] + torch.arange(window + 1)
+        x = self.x[rows[:, None], index]
+        t = self.t[rows[:, None], index]
+        u = None if self.u is None else self.u[rows[:, None], index[:, :-1]]
+        return x, t, u
+
+
+def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | None = None, *, out_dir=None,
+        progress: bool = False, resume: bool = False) -> TrainResult:
+    """Train ``model`` on ``dataset`` (its train split; the val split for early stopping).
+
+    With ``out_dir``, appends one JSON line per validation to ``metrics.jsonl``, writes the full trainer
+    state to ``checkpoint.pt`` every ``checkpoint_every`` steps and the best model to ``model.pt``;
+    ``resume=True`` continues from ``checkpoint.pt``.
+    """
+    config = config or TrainConfig()
+    if not isinstance(dataset, TrajectoryDataset):
+        raise PhysodeError(f"dataset must be a TrajectoryDataset, got {type(dataset).__name__}")
+    _check_compatible(model, dataset)
+    train, val = dataset.train, dataset.val if int((dataset.split == 1).sum()) else dataset.train
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    flat = train.x.reshape(-1, dataset.state_dim)
+    if not resume:
+        model.set_normalization(flat.mean(0), flat.std(0).clamp_min(1e-6))
+    windows = _Windows(train, model.torch_dtype, config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+    )
+    state = {"step": 0, "best": math.inf, "best_weights": copy.deepcopy(model.state_dict()), "since_best": 0,
+             "history": [], "seconds": 0.0}
+    if resume:
+        state = _resume(out, model, optimizer, schedule, windows, state)
+
+    val_x0, val_t, val_u = val.x[:, 0], val.times, val.u
+    val_mask = val.train_time_mask
+
+    def validate() -> float:
+        with torch.no_grad():
+            pred = model.rollout(val_x0, val_t, val_u)
+        return float(relative_errors(pred.double(), val.x, val_mask).median())
+
+    def window_length(step: int) -> int:
+        grow = max(1, int(config.curriculum * config.steps))
+        share = min(1.0, step / grow)
+        return round(config.window_start + share * (config.window - config.window_start))
+
+    good = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+    failures, stopped = 0, "steps"
+    start_time = time.perf_counter() - state["seconds"]
+    bar = tqdm(total=config.steps, initial=state["step"], desc="train", disable=not progress)
+    model.train()
+    while state["step"] < config.steps:
+        if config.time_limit is not None and time.perf_counter() - start_time > config.time_limit:
+            stopped = "time_limit"
+            break
+        step = state["step"]
+        window = window_length(step)
+        x, t, u = windows.sample(config.batch_size, window)
+        try:
+            loss = _window_loss(model, x, t, u)
+            if not torch.isfinite(loss):
+                raise SolverError(f"the loss is {loss.item()}")
+            optimizer.zero_grad()
+            loss.backward()
+            grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
+            if not grads_ok:
+                raise SolverError("the gradients are not finite")
+        except SolverError as exc:
+            failures += 1
+            if failures > config.max_failures:
+                bar.close()
+                raise PhysodeError(
+                    f"training stopped at step {step} after {failures} failures in a row; the last: {exc}. "
+                    "Lower the learning rate (lr), the window, or the solver tolerances"
+                ) from None
+            model.load_state_dict(good[0])
+            optimizer.load_state_dict(good[1])
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.5
+            continue
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        failures = 0
+        state["step"] = step + 1
+        bar.update(1)
+        if state["step"] % config.val_every == 0 or state["step"] == config.steps:
+            good = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+            nfe = (getattr(model, "nfe_forward", 0), getattr(model, "nfe_backward", 0))  # of this training step
+            val_error = validate()
+            record = {"step": state["step"], "loss": loss.item(), "val_error": val_error, "window": window,
+                      "lr": optimizer.param_groups[0]["lr"], "nfe_forward": nfe[0], "nfe_backward": nfe[1],
+                      "seconds": round(time.perf_counter() - start_time, 3)}
+            state["history"].append(record)
+            bar.set_postfix(loss=f"{record['loss']:.2e}", val=f"{val_error:.3g}", nfe=record["nfe_forward"])
+            if out is not None:
+                with open(out / "metrics.jsonl", "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            if val_error < state["best"]:
+                state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()), since_best=0)
+            elif state["step"] > config.curriculum * config.steps:
+                state["since_best"] += 1
+                if state["since_best"] >= config.patience:
+                    stopped = "early_stopping"
+                    break
+        if out is not None and state["step"] % config.checkpoint_every == 0:
+            state["seconds"] = time.perf_counter() - start_time
+            _save_state(out, model, dataset, optimizer, schedule, windows, state)
+    bar.close()
+    if config.lbfgs_steps and stopped != "early_stopping":
+        model.load_state_dict(state["best_weights"])
+        _lbfgs_polish(model, windows, config)
+        val_error = validate()
+        if val_error < state["best"]:
+            state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()))
+    model.load_state_dict(state["best_weights"])
+    model.eval()
+    seconds = time.perf_counter() - start_time
+    if out is not None:
+        state["seconds"] = seconds
+        _save_state(out, model, dataset, optimizer, schedule, windows, state)
+        save_checkpoint(out / "model.pt", model, system_spec=dataset.system_spec,
+                        training={"steps": state["step"], "seconds": seconds, "best_val_error": state["best"],
+                                  "stopped": stopped})
+    return TrainResult(model, state["step"], seconds, state["best"], stopped, state["history"])
+
+
+def _window_loss(model, x, t, u):
+    prediction = model.rollout(x[:, 0], t, u)
+    return (((prediction - x) / model.x_scale) ** 2).mean()
+
+
+def _lbfgs_polish(model, windows, config):
+    x, t, u = windows.sample(4 * config.batch_size, config.window)
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=config.lbfgs_steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = _window_loss(model, x, t, u)
+        loss.backward()
+        return loss
+
+    before = copy.deepcopy(model.state_dict())
+    try:
+        optimizer.step(closure)
+    except SolverError:
+        model.load_state_dict(before)
+
+
+def _save_state(out, model, dataset, optimizer, schedule, windows, state):
+    save_checkpoint(
+        out / "checkpoint.pt", model, system_spec=dataset.system_spec,
+        trainer={"step": state["step"], "best": state["best"], "since_best": state["since_best"],
+                 "seconds": state["seconds"], "history": state["history"], "best_weights": state["best_weights"],
+                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                 "generator": windows.generator.get_state()},
+    )
+
+
+def _resume(out, model, optimizer, schedule, windows, state):
+    if out is None:
+        raise PhysodeError("resume=True needs the out_dir of the run to continue")
+    payload = load_checkpoint(out / "checkpoint.pt")
+    trainer = payload.get("trainer")
+    if not isinstance(trainer, dict):
+        raise PhysodeError(f"{out / 'checkpoint.pt'} holds no trainer state to resume from")
+    if payload["model"]["class"] != type(model).__name__ or payload["model"]["config"] != model.config():
+        raise PhysodeError(f"{out / 'checkpoint.pt'} was written for another model ({payload['model']['class']}); "
+                           "resume with the same model settings")
+    model.load_state_dict(payload["model"]["state_dict"])
+    optimizer.load_state_dict(trainer["optimizer"])
+    schedule.load_state_dict(trainer["schedule"])
+    windows.generator.set_state(trainer["generator"])
+    return {"step": trainer["step"], "best": trainer["best"], "best_weights": trainer["best_weights"],
+            "since_best": trainer["since_best"], "history": list(trainer["history"]), "seconds": trainer["seconds"]}

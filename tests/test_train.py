@@ -1,0 +1,122 @@
+"""The trainer: it learns, it records, it checkpoints and resumes, and it survives solver failures."""
+
+import json
+
+import pytest
+import torch
+
+import physode
+from physode import PhysodeError, SolverError, TrainConfig, TrajectoryDataset, build_model, fit, load_model
+from physode.cli import main
+
+
+@pytest.fixture(scope="module")
+def spring_data():
+    """The single walled mass, x'' = -2x: a linear system with matrix A = [[0, 1], [-2, 0]]."""
+    return TrajectoryDataset.generate(physode.SpringMass(), 48, t_end=3.0, dt=0.1, seed=1, t_train=3.0)
+
+
+@pytest.fixture(scope="module")
+def small_pendulum():
+    return TrajectoryDataset.generate(physode.Pendulum(), 16, t_end=2.0, dt=0.1, seed=2)
+
+
+def test_a_neural_ode_recovers_a_linear_systems_matrix(spring_data):
+    torch.manual_seed(0)
+    model = physode.NeuralODE(2, hidden=32, dtype="float64", rtol=1e-6, atol=1e-8)
+    result = fit(model, spring_data, TrainConfig(steps=250, batch_size=32, window=8, window_start=2, val_every=50, lr=1e-2))
+    assert result.steps == 250 and result.stopped == "steps" and result.best_val_error < 0.05
+    x = spring_data.x_clean.reshape(-1, 2)
+    with torch.no_grad():
+        learned = model.vector_field(0.0, x)
+    matrix = torch.linalg.lstsq(x, learned).solution.T  # the linear map that best explains the learned field
+    torch.testing.assert_close(matrix, torch.tensor([[0.0, 1.0], [-2.0, 0.0]], dtype=torch.float64), rtol=0, atol=0.1)
+    truth = physode.SpringMass().vector_field(0.0, x)
+    assert ((learned - truth).norm() / truth.norm()).item() < 0.05
+
+
+def test_training_writes_metrics_and_checkpoints_and_the_same_seed_repeats(small_pendulum, tmp_path):
+    config = TrainConfig(steps=20, batch_size=8, window=4, val_every=5, checkpoint_every=10)
+    runs = []
+    for name in ("a", "b"):
+        torch.manual_seed(3)
+        model = build_model("node", small_pendulum, hidden=16)
+        runs.append(fit(model, small_pendulum, config, out_dir=tmp_path / name))
+    lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [5, 10, 15, 20] and all(line["nfe_forward"] > 0 for line in lines)
+    for key, value in runs[0].model.state_dict().items():
+        assert torch.equal(value, runs[1].model.state_dict()[key]), key
+    loaded = load_model(tmp_path / "a" / "model.pt")
+    assert isinstance(loaded, physode.NeuralODE) and loaded.system_spec["name"] == "pendulum"
+    for key, value in runs[0].model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_resume_continues_from_the_checkpoint(small_pendulum, tmp_path):
+    torch.manual_seed(4)
+    model = build_model("node", small_pendulum, hidden=16)
+    fit(model, small_pendulum, TrainConfig(steps=10, batch_size=8, window=4, val_every=5), out_dir=tmp_path)
+    torch.manual_seed(4)
+    again = build_model("node", small_pendulum, hidden=16)
+    result = fit(again, small_pendulum, TrainConfig(steps=20, batch_size=8, window=4, val_every=5), out_dir=tmp_path,
+                 resume=True)
+    assert result.steps == 20 and [h["step"] for h in result.history] == [5, 10, 15, 20]
+    with pytest.raises(PhysodeError, match="another model"):
+        fit(build_model("anode", small_pendulum), small_pendulum, TrainConfig(steps=30), out_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("name", ["anode", "resnet", "hnn"])
+def test_every_model_trains_briefly(name, small_pendulum):
+    torch.manual_seed(5)
+    model = build_model(name, small_pendulum, hidden=16)
+    result = fit(model, small_pendulum, TrainConfig(steps=15, batch_size=8, window=4, val_every=5, lbfgs_steps=3))
+    assert result.steps == 15 and 0 < result.best_val_error < 1.0
+
+
+def test_solver_failures_roll_back_and_then_stop_with_a_clear_message(small_pendulum):
+    model = build_model("node", small_pendulum, hidden=8)
+    calls = {"n": 0}
+    real_flow = model.flow
+
+    def flaky(t, z, u):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise SolverError("injected failure")
+        return real_flow(t, z, u)
+
+    model.flow = flaky
+    result = fit(model, small_pendulum, TrainConfig(steps=6, batch_size=4, window=3, val_every=3, lr=1e-3))
+    assert result.steps == 6  # one failure: rolled back, learning rate halved, went on
+
+    def broken(t, z, u):
+        raise SolverError("step size underflow")
+
+    model.flow = broken
+    with pytest.raises(PhysodeError, match=r"stopped at step 0 after 6 failures.*step size underflow"):
+        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3))
+
+
+def test_mismatched_models_and_datasets_are_refused(small_pendulum):
+    with pytest.raises(PhysodeError, match="state_dim=2"):
+        fit(physode.NeuralODE(4), small_pendulum)
+    with pytest.raises(PhysodeError, match="control_dim=0"):
+        fit(physode.NeuralODE(2, control_dim=1), small_pendulum)
+    only_val = small_pendulum.subset(small_pendulum.split != 0)
+    with pytest.raises(PhysodeError, match="training split is empty"):
+        fit(physode.NeuralODE(2), only_val)
+    with pytest.raises(PhysodeError, match="window_start"):
+        TrainConfig(window=2, window_start=5)
+    with pytest.raises(PhysodeError, match="unknown model"):
+        build_model("lstm", small_pendulum)
+
+
+def test_cli_train_writes_a_run_and_refuses_bad_input(small_pendulum, tmp_path, capsys):
+    data = small_pendulum.save(tmp_path / "data.npz")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--model", "resnet", "--out", str(out), "--steps", "5", "--quiet"]) == 0
+    assert "trained resnet on pendulum: 5 steps" in capsys.readouterr().out
+    assert isinstance(load_model(out / "model.pt"), physode.ResNetStep)
+    assert main(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(out)]) == 2
+    assert main(["train", "--data", str(data), "--model", "gru", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "does not exist" in err[0] and "invalid choice" in err[1]
