@@ -7,6 +7,8 @@ mean squared error in normalised units. The window grows from ``window_start`` t
 first ``curriculum`` share of the steps (multiple shooting with a curriculum: short windows first
 keep the early gradients tame). AdamW with cosine decay and gradient clipping, an optional L-BFGS
 polish at the end, and early stopping on the validation rollout error over the training horizon.
+Continuous models train (and validate) with fixed-step RK4 at the data's step by default
+(``train_solver``); their own solver is used everywhere else.
 
 A solver failure or a non-finite loss does not end in a traceback from inside torchdiffeq: the
 trainer rolls back to the last good state, halves the learning rate, and after ``max_failures``
@@ -28,8 +30,9 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checks import positive_float, positive_int
 from .data import TrajectoryDataset
-from .errors import PhysodeError, SolverError
-from .models import DynamicsModel
+from .errors import PhysodeError, SolverError, unknown_name
+from .integrate import ADAPTIVE_METHODS, FIXED_METHODS
+from .models import ContinuousModel, DynamicsModel
 
 
 @dataclasses.dataclass
@@ -46,6 +49,8 @@ class TrainConfig:
     weight_decay: float = 1e-5
     grad_clip: float = 1.0  #: max gradient norm
     lbfgs_steps: int = 0  #: L-BFGS iterations after AdamW (small models), on one fixed batch
+    train_solver: str | None = "rk4"  #: solver for training windows and validation; None: the model's own
+    train_step: float | None = None  #: its step (default: the dataset's median observation spacing)
     val_every: int = 100  #: steps between validation rollouts (and metrics lines)
     patience: int = 10  #: validations without improvement, after the curriculum, before stopping
     checkpoint_every: int = 500  #: steps between checkpoints (with out_dir)
@@ -67,6 +72,10 @@ class TrainConfig:
             raise PhysodeError(f"curriculum must be a share in [0, 1], got {self.curriculum!r}")
         if self.time_limit is not None:
             positive_float(self.time_limit, "time_limit")
+        if self.train_solver is not None and self.train_solver not in ADAPTIVE_METHODS + FIXED_METHODS:
+            raise unknown_name("train_solver", self.train_solver, ADAPTIVE_METHODS + FIXED_METHODS)
+        if self.train_step is not None:
+            positive_float(self.train_step, "train_step")
         if self.window_start > self.window:
             raise PhysodeError(f"window_start ({self.window_start}) must not exceed window ({self.window})")
 
@@ -88,7 +97,6 @@ def build_model(name: str, dataset: TrajectoryDataset, **options) -> DynamicsMod
 
     ``ResNetStep`` takes the dataset's step (``meta["dt"]``, else the median spacing of its times).
     """
-    from .errors import unknown_name
     from .models import MODELS, ResNetStep
 
     if name not in MODELS:
@@ -112,6 +120,12 @@ def _check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
         raise PhysodeError(
             f"the model takes {model.control_dim} controls but the dataset has {data_controls}; "
             f"build the model with control_dim={data_controls}"
+        )
+    trained_on = getattr(model, "system_spec", None)  # set by load_model
+    if trained_on is not None and trained_on != dataset.system_spec:
+        raise PhysodeError(
+            f"the model was trained on {trained_on['name']} {trained_on['params']} but the dataset is "
+            f"{system.name} {dataset.system_spec['params']}; train a fresh model for this system"
         )
     if int((dataset.split == 0).sum()) == 0:
         raise PhysodeError("the dataset's training split is empty; regenerate it with a train share > 0")
@@ -170,6 +184,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     if not resume:
         model.set_normalization(flat.mean(0), flat.std(0).clamp_min(1e-6))
     windows = _Windows(train, model.torch_dtype, config.seed)
+    solver = _training_solver(model, dataset, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
@@ -177,13 +192,13 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     state = {"step": 0, "best": math.inf, "best_weights": copy.deepcopy(model.state_dict()), "since_best": 0,
              "history": [], "seconds": 0.0}
     if resume:
-        state = _resume(out, model, optimizer, schedule, windows, state)
+        state = _resume(out, model, optimizer, schedule, windows, dataset.system_spec)
 
     val_x0, val_t, val_u = val.x[:, 0], val.times, val.u
     val_mask = val.train_time_mask
 
     def validate() -> float:
-        with torch.no_grad():
+        with torch.no_grad(), solver:
             pred = model.rollout(val_x0, val_t, val_u)
         return float(relative_errors(pred.double(), val.x, val_mask).median())
 
@@ -205,7 +220,8 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         window = window_length(step)
         x, t, u = windows.sample(config.batch_size, window)
         try:
-            loss = _window_loss(model, x, t, u)
+            with solver:
+                loss = _window_loss(model, x, t, u)
             if not torch.isfinite(loss):
                 raise SolverError(f"the loss is {loss.item()}")
             optimizer.zero_grad()
@@ -257,7 +273,8 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     bar.close()
     if config.lbfgs_steps and stopped != "early_stopping":
         model.load_state_dict(state["best_weights"])
-        _lbfgs_polish(model, windows, config)
+        with solver:
+            _lbfgs_polish(model, windows, config)
         val_error = validate()
         if val_error < state["best"]:
             state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()))
@@ -271,6 +288,34 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
                         training={"steps": state["step"], "seconds": seconds, "best_val_error": state["best"],
                                   "stopped": stopped})
     return TrainResult(model, state["step"], seconds, state["best"], stopped, state["history"])
+
+
+class _training_solver:
+    """Context in which a continuous model integrates with the trainer's solver (restored on exit).
+
+    Training windows are short and the data's step resolves them, so fixed-step RK4 at that step is
+    several times faster than an adaptive solve at the same fit; evaluation keeps the model's solver.
+    """
+
+    def __init__(self, model, dataset, config):
+        self.model = model
+        self.active = config.train_solver is not None and isinstance(model, ContinuousModel)
+        if self.active:
+            step = config.train_step or float(dataset.times.diff(dim=1).median())
+            self.settings = {"solver": config.train_solver, "step_size": step}
+
+    def __enter__(self):
+        if self.active:
+            self.saved = {k: getattr(self.model, k) for k in self.settings}
+            for key, value in self.settings.items():
+                setattr(self.model, key, value)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            for key, value in self.saved.items():
+                setattr(self.model, key, value)
+        return False
 
 
 def _window_loss(model, x, t, u):
@@ -305,13 +350,16 @@ def _save_state(out, model, dataset, optimizer, schedule, windows, state):
     )
 
 
-def _resume(out, model, optimizer, schedule, windows, state):
+def _resume(out, model, optimizer, schedule, windows, dataset_spec):
     if out is None:
         raise PhysodeError("resume=True needs the out_dir of the run to continue")
     payload = load_checkpoint(out / "checkpoint.pt")
     trainer = payload.get("trainer")
     if not isinstance(trainer, dict):
         raise PhysodeError(f"{out / 'checkpoint.pt'} holds no trainer state to resume from")
+    if payload.get("system") != dataset_spec:
+        raise PhysodeError(f"{out / 'checkpoint.pt'} was trained on another system ({payload.get('system')}); "
+                           "resume with the same dataset")
     if payload["model"]["class"] != type(model).__name__ or payload["model"]["config"] != model.config():
         raise PhysodeError(f"{out / 'checkpoint.pt'} was written for another model ({payload['model']['class']}); "
                            "resume with the same model settings")

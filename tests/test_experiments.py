@@ -30,3 +30,11 @@ def test_ground_truth_quick(tmp_path):
     assert (tmp_path / "symplectic_energy.png").read_bytes()[:4] == b"\x89PNG"
     errors = [float(line.split("|")[3]) for line in table.splitlines() if "closed form" in line]
     assert len(errors) == 3 and max(errors) < 1e-8
+
+
+def test_bench_train_quick(tmp_path):
+    out = run("bench_train.py", "--results", str(tmp_path), "--figures", str(tmp_path))
+    raw = json.loads((tmp_path / "bench_train.json").read_text())
+    assert "physode fit (defaults)" in out and (tmp_path / "bench_train.png").exists()
+    ours, base = raw["physode"], raw["baseline"]
+    assert ours["steps"] > 0 and ours["field_error"] < base["field_error"]  # even 10 s beat the plain loop's 5 s

@@ -96,7 +96,17 @@ def test_solver_failures_roll_back_and_then_stop_with_a_clear_message(small_pend
         fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3))
 
 
-def test_mismatched_models_and_datasets_are_refused(small_pendulum):
+def test_early_stopping_and_irregular_grids():
+    data = TrajectoryDataset.generate(physode.Pendulum(), 16, t_end=2.0, dt=0.1, irregular=True, noise_std=0.02, seed=6)
+    torch.manual_seed(6)
+    result = fit(build_model("node", data, hidden=8), data,
+                 TrainConfig(steps=2000, batch_size=8, window=4, val_every=2, patience=2, curriculum=0.0, lr=0.05))
+    assert result.stopped == "early_stopping" and result.steps < 2000
+    best = min(h["val_error"] for h in result.history)
+    assert result.best_val_error == best and result.history[-1]["val_error"] >= best
+
+
+def test_mismatched_models_and_datasets_are_refused(small_pendulum, spring_data, tmp_path):
     with pytest.raises(PhysodeError, match="state_dim=2"):
         fit(physode.NeuralODE(4), small_pendulum)
     with pytest.raises(PhysodeError, match="control_dim=0"):
@@ -108,6 +118,10 @@ def test_mismatched_models_and_datasets_are_refused(small_pendulum):
         TrainConfig(window=2, window_start=5)
     with pytest.raises(PhysodeError, match="unknown model"):
         build_model("lstm", small_pendulum)
+    trained = build_model("node", small_pendulum, hidden=8)
+    physode.save_checkpoint(tmp_path / "m.pt", trained, system_spec=small_pendulum.system_spec)
+    with pytest.raises(PhysodeError, match="trained on pendulum"):
+        fit(load_model(tmp_path / "m.pt"), spring_data)
 
 
 def test_cli_train_writes_a_run_and_refuses_bad_input(small_pendulum, tmp_path, capsys):
