@@ -22,24 +22,20 @@ The speed-up ratio is time_other / time_physode.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
 import physode
+from _common import experiment_parser, write_outputs
 from physode.simulate import DEFAULT_RTOL
 
 G_OVER_L = 9.81 / 1.0
 TOLERANCES = (1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13)
 REFERENCE_RTOL, REFERENCE_ATOL = 2.5e-14, 1e-15
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def rhs(t, y):
@@ -110,19 +106,9 @@ def loosest_matching(solve, ref, target):
     return TOLERANCES[-1]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="128 trajectories and fewer repeats (for tests)")
+    parser = experiment_parser(__doc__, "128 trajectories and fewer repeats (for tests)")
     parser.add_argument("--n", type=int, default=None, help="number of trajectories (default 1024, 128 with --quick)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for bench_simulate.{md,json}")
     args = parser.parse_args(argv)
     n = args.n or (128 if args.quick else 1024)
     repeats = 1 if args.quick else 3
@@ -193,8 +179,7 @@ def main(argv=None):
         "physode_evaluations": counting.evaluations, "stacked_evaluations": stack_evaluations[-1],
         "physode_one_trajectory_s": one_time,
     }
-    write_atomic(args.out / "bench_simulate.md", "# physode.simulate speed benchmark\n\n" + report + "\n")
-    write_atomic(args.out / "bench_simulate.json", json.dumps(raw, indent=2) + "\n")
+    write_outputs(args, "bench_simulate", "physode.simulate speed benchmark", report, raw)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,7 @@ value. Writes experiments/results/bench_train.{md,json} and figures/bench_train.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -33,10 +30,8 @@ from torch import nn
 from torchdiffeq import odeint
 
 import physode
-from physode.files import atomic_write
+from _common import experiment_parser, write_outputs
 from physode.train import TrainConfig, relative_errors
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def scores(rollout, field, data):
@@ -104,11 +99,7 @@ def run_baseline(data, seconds, eval_every=5.0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="64 trajectories, 10 s + 5 s (for tests)")
-    parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results")
-    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
-    args = parser.parse_args(argv)
+    args = experiment_parser(__doc__, "64 trajectories, 10 s + 5 s (for tests)").parse_args(argv)
     n, physode_seconds, baseline_seconds = (64, 10.0, 5.0) if args.quick else (256, 120.0, 60.0)
     data = physode.TrajectoryDataset.generate(physode.Pendulum(), n, t_end=10.0, dt=0.1, seed=0)
 
@@ -139,12 +130,7 @@ def main(argv=None):
     fig.tight_layout()
     raw = {"n_trajectories": n, "physode": ours, "baseline": base, "physode_curve": our_curve, "baseline_curve": base_curve,
            "time_to_baseline_s": reached}
-    with atomic_write(args.results / "bench_train.md", "results table") as handle:
-        handle.write(("# Trainer benchmark\n\n" + report + "\n").encode())
-    with atomic_write(args.results / "bench_train.json", "results") as handle:
-        handle.write((json.dumps(raw, indent=2) + "\n").encode())
-    with atomic_write(args.figures / "bench_train.png", "figure") as handle:
-        fig.savefig(handle, format="png", dpi=120)
+    write_outputs(args, "bench_train", "Trainer benchmark", report, raw, fig)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ experiments/results/ground_truth.md and figures/symplectic_energy.png.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -30,12 +28,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, experiment_parser, write_outputs
+
 sys.path.insert(0, str(ROOT / "tests"))
 from problems import kepler_circular, pendulum_exact, scipy_reference, spring_mass_exact
 
 from physode import NBody, Pendulum, SpringMass, simulate
-from physode.files import atomic_write
 
 T10 = torch.linspace(0.0, 10.0, 101, dtype=torch.float64)
 TIGHT = {"rtol": 3e-14, "atol": 1e-14}
@@ -113,11 +111,7 @@ def symplectic_study(quick: bool):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer trajectories and periods (for tests)")
-    parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results")
-    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
-    args = parser.parse_args(argv)
+    args = experiment_parser(__doc__, "fewer trajectories and periods (for tests)").parse_args(argv)
 
     lines = ["| system | reference | max abs error | time (s) |", "|---|---|---|---|"]
     for name, reference, err, sec in accuracy_rows(args.quick):
@@ -129,10 +123,7 @@ def main(argv=None):
     lines += [f"| {label} | {first:.1e} | {last:.1e} |" for label, first, last in energy_rows]
     report = "\n".join(lines)
     print(report)
-    with atomic_write(args.results / "ground_truth.md", "results table") as handle:
-        handle.write(("# Ground-truth accuracy\n\n" + report + "\n").encode())
-    with atomic_write(args.figures / "symplectic_energy.png", "figure") as handle:
-        fig.savefig(handle, format="png", dpi=120)
+    write_outputs(args, "ground_truth", "Ground-truth accuracy", report, figure=fig, figure_name="symplectic_energy")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def run(script, *args):
 
 
 def test_bench_simulate_quick(tmp_path):
-    out = run("bench_simulate.py", "--n", "32", "--out", str(tmp_path))
+    out = run("bench_simulate.py", "--n", "32", "--results", str(tmp_path))
     assert "speed-up vs per-trajectory scipy loop" in out
     raw = json.loads((tmp_path / "bench_simulate.json").read_text())
     physode_row = raw["methods"][0]

@@ -1,0 +1,33 @@
+"""What every experiment script shares: its command line and how it writes tables, raw numbers and figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from physode.files import atomic_write
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def experiment_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """``--quick`` (the mode the tests run), ``--results`` (tables) and ``--figures`` (PNGs)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results", help="folder for the tables")
+    parser.add_argument("--figures", type=Path, default=ROOT / "figures", help="folder for the figures")
+    return parser
+
+
+def write_outputs(args, name: str, title: str, report: str, raw: dict | None = None, figure=None,
+                  figure_name: str | None = None) -> None:
+    """Write ``results/NAME.md`` (and ``NAME.json``, ``figures/FIGURE_NAME.png``, FIGURE_NAME defaulting to NAME) atomically."""
+    with atomic_write(args.results / f"{name}.md", "results table") as handle:
+        handle.write(f"# {title}\n\n{report}\n".encode())
+    if raw is not None:
+        with atomic_write(args.results / f"{name}.json", "results") as handle:
+            handle.write((json.dumps(raw, indent=2) + "\n").encode())
+    if figure is not None:
+        with atomic_write(args.figures / f"{figure_name or name}.png", "figure") as handle:
+            figure.savefig(handle, format="png", dpi=120)
