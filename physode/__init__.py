@@ -7,10 +7,12 @@ The public API, re-exported from one place:
 * data: :class:`TrajectoryDataset` (generate, split, save, load)
 * learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`
 * training: :func:`fit`, :class:`TrainConfig`, :func:`build_model`; checkpoints: :func:`load_model`
+* evaluation: :func:`compare` -> :class:`Report`
 * errors: :class:`PhysodeError` and its subclasses
 """
 
 from .data import TrajectoryDataset
+from .evaluate import Report, compare
 from .errors import FileFormatError, PhysodeError, SolverError, UnknownNameError
 from .checkpoint import load_model, save_checkpoint
 from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ResNetStep
@@ -34,6 +36,7 @@ __all__ = [
     "NBody",
     "Pendulum",
     "PhysodeError",
+    "Report",
     "SolverError",
     "SpringMass",
     "System",
@@ -43,6 +46,7 @@ __all__ = [
     "TrainResult",
     "__version__",
     "build_model",
+    "compare",
     "fit",
     "load_model",
     "save_checkpoint",

@@ -80,4 +80,5 @@ def load_model(path, map_location="cpu", expected: type | None = None) -> Dynami
     except (TypeError, RuntimeError, PhysodeError) as exc:
         raise FileFormatError(f"{str(path)!r} has a configuration or weights that do not fit {entry['class']}: {exc}") from None
     model.system_spec = payload.get("system")
+    model.training_info = payload.get("training")
     return model.eval()

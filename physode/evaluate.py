@@ -1,0 +1,178 @@
+"""Rollout evaluation: how good is each learned vector field, and how far can its rollouts be trusted?
+
+:func:`compare` rolls every model out from the test split's initial states, next to the true system,
+on one regular evaluation grid that reaches past the data (default: to 4x the training horizon; the
+truth is simulated, so extrapolation can be scored however far the data went), and scores:
+
+* rollout error against time, per trajectory ``e_i(t) = ||x_hat_i(t) - x_i(t)|| / ||x_i(t)||``: median,
+  mean and 90th percentile over trajectories, and the normalised MSE
+  ``sum_i ||x_hat_i(t) - x_i(t)||^2 / sum_i ||x_i(t)||^2``, read off at the horizons (multiples of t_train);
+* valid prediction time: the median over trajectories of the first time ``e_i(t)`` exceeds a threshold;
+* vector-field error ``||f_hat - f|| / ||f||`` on the test states and on a grid over the data's
+  bounding box (ResNet step models through their implied field);
+* energy drift ``|E(t) - E(0)| / |E(0)|`` (median over trajectories, at the horizons) where the system
+  defines an energy, and total-momentum drift for n-body;
+* cost: parameters, NFE per rollout, wall time of the batched rollout, training time when known.
+
+The true system is scored too, as the reference row (zero error by construction).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checks import positive_float
+from .data import TrajectoryDataset
+from .errors import PhysodeError
+from .files import atomic_write
+from .models import DynamicsModel
+from .simulate import simulate
+from .systems import System
+
+HORIZONS = (1.0, 2.0, 4.0)
+
+
+class Report:
+    """Scores per model (``rows``) and error-against-time curves (``curves``); writes JSON and Markdown."""
+
+    def __init__(self, rows: dict, curves: dict, times: np.ndarray, meta: dict):
+        self.rows, self.curves, self.times, self.meta = rows, curves, times, meta
+
+    def to_dict(self) -> dict:
+        return {"meta": self.meta, "rows": self.rows, "times": self.times.tolist(),
+                "curves": {name: {k: v.tolist() for k, v in c.items()} for name, c in self.curves.items()}}
+
+    def to_markdown(self) -> str:
+        horizons = self.meta["horizons"]
+        head = ["model", "params", *(f"median err @ t={h:g}" for h in horizons), "valid time",
+                "field err (test)", "field err (grid)", "energy drift @ end", "NFE", "rollout s"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, r in self.rows.items():
+            cells = [name, str(r["parameters"]), *(f"{r['median_error'][str(h)]:.2e}" for h in horizons),
+                     f"{r['valid_time']:.2f}", f"{r['field_error_test']:.2e}", f"{r['field_error_grid']:.2e}",
+                     "" if r.get("energy_drift") is None else f"{r['energy_drift'][str(horizons[-1])]:.2e}",
+                     "" if r["nfe"] is None else str(r["nfe"]), f"{r['rollout_seconds']:.3f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def save(self, out_dir) -> Path:
+        """Write ``report.json`` and ``report.md`` into ``out_dir`` (atomically); returns the folder."""
+        out = Path(out_dir)
+        with atomic_write(out / "report.json", "report") as handle:
+            handle.write((json.dumps(self.to_dict(), indent=1) + "\n").encode())
+        with atomic_write(out / "report.md", "report") as handle:
+            handle.write((self.to_markdown() + "\n").encode())
+        return out
+
+
+def compare(models: dict, dataset: TrajectoryDataset, system: System | None = None, *,
+            horizons=HORIZONS, threshold: float = 0.1, grid_points: int = 32, seed: int = 0) -> Report:
+    """Score ``models`` (name -> object with ``rollout``) on ``dataset``'s test split; see the module doc.
+
+    ``horizons`` are multiples of the training horizon ``t_train``; the evaluation grid has the data's
+    mean spacing and runs to the largest horizon. ``system`` defaults to the dataset's own and is added
+    as the row ``"true system"``.
+    """
+    system = dataset.system if system is None else system
+    if system.spec() != dataset.system_spec:
+        raise PhysodeError(f"system {system.spec()} is not the dataset's {dataset.system_spec}; pass the matching one")
+    if not models:
+        raise PhysodeError("models is empty; pass a dict of name -> model")
+    threshold = positive_float(threshold, "threshold")
+    horizons = tuple(positive_float(h, "horizons[i]") for h in horizons)
+    for name, model in models.items():
+        if getattr(model, "state_dim", dataset.state_dim) != dataset.state_dim:
+            raise PhysodeError(f"model {name!r} has state_dim {model.state_dim}, the dataset {dataset.state_dim}")
+        if isinstance(model, DynamicsModel) and model.control_dim:
+            raise PhysodeError(f"model {name!r} takes controls; compare scores uncontrolled rollouts only")
+    test = dataset.test if int((dataset.split == 2).sum()) else dataset
+    spacing = float(dataset.times.diff(dim=1).mean())
+    t_end = max(horizons) * dataset.t_train
+    times = torch.linspace(0.0, t_end, round(t_end / spacing) + 1, dtype=torch.float64)
+    x0 = test.x_clean[:, 0]
+    truth = simulate(system, x0, times)
+    states = test.x_clean[test.train_time_mask]  # test states within the training horizon
+    grid = _box_grid(dataset.x_clean.reshape(-1, dataset.state_dim), grid_points, seed)
+
+    rows, curves = {}, {}
+    for name, model in {"true system": system, **models}.items():
+        start = time.perf_counter()
+        with torch.no_grad():
+            pred = model.rollout(x0, times).double()
+        seconds = time.perf_counter() - start
+        err = ((pred - truth).norm(dim=-1) / truth.norm(dim=-1).clamp_min(1e-12)).numpy()  # (N, T)
+        curves[name] = {"median": np.median(err, 0), "mean": err.mean(0), "p90": np.percentile(err, 90, axis=0),
+                        "nmse": (((pred - truth) ** 2).sum((0, 2)) / (truth**2).sum((0, 2)).clamp_min(1e-30)).numpy()}
+        at = {str(h): int(torch.argmin((times - h * dataset.t_train).abs())) for h in horizons}
+        rows[name] = {
+            "parameters": int(getattr(model, "num_parameters", 0)),
+            "median_error": {h: float(curves[name]["median"][i]) for h, i in at.items()},
+            "mean_error": {h: float(curves[name]["mean"][i]) for h, i in at.items()},
+            "p90_error": {h: float(curves[name]["p90"][i]) for h, i in at.items()},
+            "nmse": {h: float(curves[name]["nmse"][i]) for h, i in at.items()},
+            "valid_time": _valid_time(err, times.numpy(), threshold),
+            "field_error_test": _field_error(model, system, states),
+            "field_error_grid": _field_error(model, system, grid),
+            "energy_drift": _energy_drift(system, pred, at),
+            "momentum_drift": _momentum_drift(system, pred),
+            "nfe": _evaluations(model, t_end),
+            "rollout_seconds": seconds,
+            "training_seconds": (getattr(model, "training_info", None) or {}).get("seconds"),
+        }
+    meta = {"system": dataset.system_spec, "t_train": dataset.t_train, "horizons": list(horizons),
+            "threshold": threshold, "n_test": len(x0), "t_end": t_end}
+    return Report(rows, curves, times.numpy(), meta)
+
+
+def _box_grid(states: torch.Tensor, points: int, seed: int) -> torch.Tensor:
+    """A regular ``points x points`` grid over the bounding box of 2-D states; 4096 uniform samples in it otherwise."""
+    low, high = states.min(0).values, states.max(0).values
+    if states.shape[1] == 2:
+        axes = [torch.linspace(float(lo), float(hi), points, dtype=torch.float64) for lo, hi in zip(low, high, strict=True)]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 2)
+    gen = torch.Generator().manual_seed(seed)
+    return low + (high - low) * torch.rand(4096, states.shape[1], generator=gen, dtype=torch.float64)
+
+
+def _field_error(model, system, states) -> float:
+    with torch.no_grad():
+        truth = system.vector_field(0.0, states)
+        dtype = getattr(model, "torch_dtype", torch.float64)
+        learned = model.vector_field(0.0, states.to(dtype)).double()
+    return float((learned - truth).norm() / truth.norm().clamp_min(1e-30))
+
+
+def _evaluations(model, t_end: float) -> int | None:
+    """Field evaluations of the last rollout (continuous models), steps for step models, else None."""
+    if hasattr(model, "nfe_forward"):
+        return int(model.nfe_forward)
+    if hasattr(model, "step") and hasattr(model, "dt"):
+        return int(np.ceil(t_end / model.dt - 1e-9))
+    return None
+
+
+def _valid_time(err: np.ndarray, times: np.ndarray, threshold: float) -> float:
+    over = err > threshold
+    first = np.where(over.any(1), over.argmax(1), len(times) - 1)
+    return float(np.median(times[first]))
+
+
+def _energy_drift(system, pred, at):
+    try:
+        energy = system.energy(pred)
+    except NotImplementedError:
+        return None
+    drift = ((energy - energy[:, :1]).abs() / energy[:, :1].abs().clamp_min(1e-12)).numpy()
+    return {h: float(np.median(drift[:, i])) for h, i in at.items()}
+
+
+def _momentum_drift(system, pred):
+    if not hasattr(system, "momentum"):
+        return None
+    momentum = system.momentum(pred)
+    return float((momentum - momentum[:, :1]).norm(dim=-1).max())

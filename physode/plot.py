@@ -1,0 +1,146 @@
+"""Figures: vector fields, phase portraits, error against horizon, energy, training curves, n-body orbits.
+
+Every function returns a matplotlib Figure and, given ``path``, also writes it as a PNG (atomically).
+Import this module with matplotlib's Agg backend in scripts and tests (``matplotlib.use("Agg")``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .errors import PhysodeError
+from .files import atomic_write
+
+
+def save(fig, path) -> None:
+    """Write ``fig`` to ``path`` as a PNG, atomically."""
+    with atomic_write(path, "figure") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+
+
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is not None:
+        save(fig, path)
+    return fig
+
+
+def vector_field_figure(system, model, data_states, points: int = 25, margin: float = 0.25, path=None):
+    """True field, learned field and their relative error, side by side on the same axes (2-D states only).
+
+    ``data_states: (M, 2)`` are the training states: their bounding box is drawn as a dashed rectangle,
+    and the axes extend ``margin`` of its size beyond it so the reader sees the field outside the data.
+    """
+    data_states = torch.as_tensor(data_states, dtype=torch.float64).reshape(-1, data_states.shape[-1])
+    if data_states.shape[1] != 2:
+        raise PhysodeError(f"vector-field plots need 2-D states, got {data_states.shape[1]}; use phase portraits")
+    low, high = data_states.min(0).values, data_states.max(0).values
+    pad = margin * (high - low)
+    xs, ys = (np.linspace(float(lo - p), float(hi + p), points) for lo, hi, p in zip(low, high, pad, strict=True))
+    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
+    with torch.no_grad():
+        truth = system.vector_field(0.0, grid)
+        learned = model.vector_field(0.0, grid.to(getattr(model, "torch_dtype", torch.float64))).double()
+    error = ((learned - truth).norm(dim=-1) / truth.norm(dim=-1).clamp_min(1e-9)).reshape(points, points)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharex=True, sharey=True)
+    names = getattr(system, "state_names", ("x1", "x2"))
+    for ax, field, title in ((axes[0], truth, "true field"), (axes[1], learned, "learned field")):
+        f = field.reshape(points, points, 2).numpy()
+        ax.streamplot(xs, ys, f[..., 0], f[..., 1], density=1.0, color=np.hypot(f[..., 0], f[..., 1]), cmap="viridis")
+        ax.set_title(title)
+    mesh = axes[2].pcolormesh(xs, ys, np.log10(error.numpy() + 1e-12), shading="auto", cmap="magma")
+    fig.colorbar(mesh, ax=axes[2], label="log10 relative error")
+    axes[2].set_title("|learned - true| / |true|")
+    for ax in axes:
+        ax.add_patch(plt.Rectangle((float(low[0]), float(low[1])), float(high[0] - low[0]), float(high[1] - low[1]),
+                                   fill=False, ls="--", lw=1, ec="white" if ax is axes[2] else "black"))
+        ax.set_xlabel(names[0])
+    axes[0].set_ylabel(names[1])
+    return _finish(fig, path)
+
+
+def phase_portrait_figure(times, truth, predictions: dict, dims=(0, 1), n: int = 8, t_train=None, names=None, path=None):
+    """Learned rollouts (dashed) over the true ones (solid) from the same initial states, in the plane ``dims``.
+
+    ``truth: (N, T, D)``, ``predictions``: name -> ``(N, T, D)``; the first ``n`` trajectories are drawn,
+    one panel per model. Points after ``t_train`` (extrapolation) are drawn thinner.
+    """
+    truth = np.asarray(truth)
+    times = np.asarray(times)
+    fig, axes = plt.subplots(1, len(predictions), figsize=(4.2 * len(predictions), 4), squeeze=False)
+    colors = plt.cm.tab10(np.arange(n) % 10)
+    a, b = dims
+    for ax, (name, pred) in zip(axes[0], predictions.items(), strict=True):
+        pred = np.asarray(pred)
+        for i in range(min(n, len(truth))):
+            ax.plot(truth[i, :, a], truth[i, :, b], color=colors[i], lw=1.5, alpha=0.6)
+            inside = times <= (t_train if t_train is not None else times[-1])
+            ax.plot(pred[i, inside, a], pred[i, inside, b], color=colors[i], ls="--", lw=1.2)
+            ax.plot(pred[i, ~inside, a], pred[i, ~inside, b], color=colors[i], ls=":", lw=0.8)
+        ax.set_title(f"{name} (dashed) vs truth")
+        if names is not None:
+            ax.set(xlabel=names[a], ylabel=names[b])
+    return _finish(fig, path)
+
+
+def error_horizon_figure(report, statistic: str = "median", path=None):
+    """Rollout error against time for every model of a :class:`~physode.evaluate.Report`, log scale."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, curves in report.curves.items():
+        if name == "true system":
+            continue
+        ax.semilogy(report.times, np.maximum(curves[statistic], 1e-12), label=name)
+    ax.axvline(report.meta["t_train"], color="gray", ls="--", lw=1, label="training horizon")
+    ax.set(xlabel="time", ylabel=f"{statistic} relative error", title="Rollout error against horizon")
+    ax.legend()
+    return _finish(fig, path)
+
+
+def energy_figure(system, times, rollouts: dict, path=None):
+    """Median relative energy drift ``|E(t) - E(0)| / |E(0)|`` against time for each rollout ``(N, T, D)``."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, x in rollouts.items():
+        energy = system.energy(torch.as_tensor(x, dtype=torch.float64))
+        drift = ((energy - energy[:, :1]).abs() / energy[:, :1].abs().clamp_min(1e-12)).median(0).values
+        ax.semilogy(np.asarray(times), np.maximum(drift.numpy(), 1e-16), label=name)
+    ax.set(xlabel="time", ylabel="median relative energy drift", title="Energy along rollouts")
+    ax.legend()
+    return _finish(fig, path)
+
+
+def training_figure(metrics, path=None):
+    """Loss and validation error, and forward/backward NFE, against step, from ``metrics.jsonl`` (path or records)."""
+    if isinstance(metrics, (str, Path)):
+        metrics = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
+    if not metrics:
+        raise PhysodeError("no metrics to plot; train first (metrics.jsonl is empty)")
+    steps = [m["step"] for m in metrics]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.semilogy(steps, [m["loss"] for m in metrics], label="training loss")
+    left.semilogy(steps, [m["val_error"] for m in metrics], label="validation error")
+    left.set(xlabel="step", title="Loss")
+    left.legend()
+    right.plot(steps, [m["nfe_forward"] for m in metrics], label="forward NFE")
+    right.plot(steps, [m["nfe_backward"] for m in metrics], label="backward NFE")
+    right.set(xlabel="step", ylabel="function evaluations", title="NFE per step")
+    right.legend()
+    return _finish(fig, path)
+
+
+def orbits_figure(system, truth, prediction, index: int = 0, path=None):
+    """n-body orbits in the plane (first two coordinates): true (solid) against learned (dashed), one trajectory."""
+    n, dim = system.params.n_bodies, system.params.dim
+    true_q = np.asarray(truth)[index, :, : n * dim].reshape(-1, n, dim)
+    pred_q = np.asarray(prediction)[index, :, : n * dim].reshape(-1, n, dim)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for body in range(n):
+        line = ax.plot(true_q[:, body, 0], true_q[:, body, 1], lw=1.5)[0]
+        ax.plot(pred_q[:, body, 0], pred_q[:, body, 1], ls="--", lw=1.2, color=line.get_color())
+        ax.plot(*true_q[0, body, :2], "o", color=line.get_color())
+    ax.set(aspect="equal", xlabel="x", ylabel="y", title="Orbits: true (solid) vs learned (dashed)")
+    return _finish(fig, path)

@@ -1,0 +1,97 @@
+"""compare(): exact answers for the truth and for models with known errors, the report, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import physode
+from physode import PhysodeError, TrajectoryDataset, simulate
+from physode.evaluate import HORIZONS, _box_grid, compare
+
+
+@pytest.fixture(scope="module")
+def data():
+    return TrajectoryDataset.generate(physode.SpringMass(), 20, t_end=2.0, dt=0.1, seed=3)
+
+
+class Biased:
+    """The true dynamics plus a constant offset on every rollout state and on the field: errors known by hand."""
+
+    def __init__(self, system, offset, field_offset):
+        self.system, self.offset, self.field_offset = system, offset, field_offset
+        self.state_dim, self.num_parameters = system.state_dim, 0
+
+    def rollout(self, x0, t, u=None):
+        return simulate(self.system, x0, t) + self.offset
+
+    def vector_field(self, t, x, u=None):
+        return self.system.vector_field(t, x) + self.field_offset
+
+
+def test_the_true_system_scores_zero(data):
+    report = compare({"again": data.system}, data)
+    for name in ("true system", "again"):
+        row = report.rows[name]
+        assert all(v == 0 for v in row["median_error"].values()) and row["field_error_test"] == 0
+        assert row["valid_time"] == pytest.approx(4 * data.t_train)
+        assert report.curves[name]["p90"].max() == 0
+    assert report.times[-1] == pytest.approx(4 * data.t_train)
+
+
+def test_a_constant_bias_gives_the_error_computed_by_hand(data):
+    offset = torch.tensor([0.05, -0.02], dtype=torch.float64)
+    field_offset = torch.tensor([0.1, 0.0], dtype=torch.float64)
+    report = compare({"biased": Biased(data.system, offset, field_offset)}, data, threshold=0.2)
+    x0 = data.test.x_clean[:, 0]
+    truth = simulate(data.system, x0, torch.tensor(report.times))
+    by_hand = (offset.norm() / truth.norm(dim=-1)).numpy()  # (N, T)
+    row = report.rows["biased"]
+    for h in HORIZONS:
+        i = int(np.argmin(np.abs(report.times - h * data.t_train)))
+        assert row["median_error"][str(h)] == pytest.approx(np.median(by_hand[:, i]), rel=1e-9)
+        assert row["p90_error"][str(h)] == pytest.approx(np.percentile(by_hand[:, i], 90), rel=1e-9)
+    first = np.where((by_hand > 0.2).any(1), (by_hand > 0.2).argmax(1), len(report.times) - 1)
+    assert row["valid_time"] == pytest.approx(np.median(report.times[first]))
+    states = data.test.x_clean[data.test.train_time_mask]
+    truth_field = data.system.vector_field(0.0, states)
+    expected = (field_offset.expand_as(truth_field).norm() / truth_field.norm()).item()
+    assert row["field_error_test"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_field_grid_covers_the_data_region(data):
+    states = data.x_clean.reshape(-1, 2)
+    grid = _box_grid(states, 16, 0)
+    torch.testing.assert_close(grid.min(0).values, states.min(0).values)
+    torch.testing.assert_close(grid.max(0).values, states.max(0).values)
+    high = _box_grid(torch.randn(100, 5, dtype=torch.float64), 16, 0)
+    assert high.shape == (4096, 5)
+
+
+def test_learned_models_are_scored_and_the_report_is_written(data, tmp_path):
+    torch.manual_seed(0)
+    models = {"node": physode.build_model("node", data, hidden=8), "resnet": physode.build_model("resnet", data, hidden=8),
+              "hnn": physode.build_model("hnn", data, hidden=8)}
+    report = compare(models, data)
+    report.save(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    fields = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "field_error_test",
+              "field_error_grid", "energy_drift", "momentum_drift", "nfe", "rollout_seconds", "training_seconds"}
+    assert set(saved["rows"]) == {"true system", "node", "resnet", "hnn"}
+    for name, row in saved["rows"].items():
+        assert set(row) == fields, name
+    assert saved["rows"]["node"]["nfe"] > 0 and saved["rows"]["resnet"]["nfe"] == 40
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert all(f"| {name} |" in markdown for name in saved["rows"])
+
+
+def test_bad_comparisons_are_refused(data):
+    with pytest.raises(PhysodeError, match="not the dataset's"):
+        compare({"m": physode.Pendulum()}, data, system=physode.Pendulum())
+    with pytest.raises(PhysodeError, match="state_dim 4"):
+        compare({"m": physode.NeuralODE(4)}, data)
+    with pytest.raises(PhysodeError, match="empty"):
+        compare({}, data)
+    with pytest.raises(PhysodeError, match="horizons"):
+        compare({"m": data.system}, data, horizons=(1.0, -2.0))
