@@ -17,6 +17,7 @@ from . import __version__
 from .data import TrajectoryDataset
 from .errors import PhysodeError
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
+from .job import PRESETS, redraw, run_compare
 from .models import MODELS
 from .systems import SYSTEMS, make_system
 from .train import TrainConfig, build_model, fit
@@ -73,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
+
+    comp = commands.add_parser("compare", help="the main job: simulate, train every model, evaluate, draw")
+    comp.add_argument("system", choices=sorted(SYSTEMS), help="which ground-truth system")
+    comp.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick (minutes) or full (the README's figures)")
+    comp.add_argument("--out", default=None, help="run folder (default runs/SYSTEM-TIMESTAMP); existing stages are reused")
+    comp.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    comp.add_argument("--seed", type=int, default=0, help="seed of data, weights and windows (default 0)")
+    comp.add_argument("--quiet", action="store_true", help="no progress bars")
+    comp.set_defaults(run=_compare)
+
+    draw = commands.add_parser("plot", help="redraw the report and every figure of a run folder")
+    draw.add_argument("run_dir", help="a folder written by `physode compare`")
+    draw.set_defaults(run=lambda args: print(f"redrew {redraw(args.run_dir)}/figures and the report"))
     return parser
 
 
@@ -99,6 +113,11 @@ def _train(args) -> None:
                  resume=args.resume)
     print(f"trained {args.model} on {dataset.system_spec['name']}: {result.steps} steps in {result.seconds:.1f}s, "
           f"best validation error {result.best_val_error:.3g} (stopped: {result.stopped}); wrote {args.out}/model.pt")
+
+
+def _compare(args) -> None:
+    models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+    run_compare(args.system, args.preset, args.out, models, seed=args.seed, progress=not args.quiet and sys.stderr.isatty())
 
 
 def main(argv=None) -> int:

@@ -49,7 +49,8 @@ class Report:
 
     def to_markdown(self) -> str:
         horizons = self.meta["horizons"]
-        head = ["model", "params", *(f"median err @ t={h:g}" for h in horizons), "valid time",
+        t_train = self.meta["t_train"]
+        head = ["model", "params", *(f"median err @ t={h * t_train:g}" for h in horizons), "valid time",
                 "field err (test)", "field err (grid)", "energy drift @ end", "NFE", "rollout s"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, r in self.rows.items():

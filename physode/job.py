@@ -1,0 +1,134 @@
+"""The main job behind ``physode compare SYSTEM``: simulate, train every model, evaluate, draw.
+
+Everything lands in one run folder (default ``runs/<system>-<timestamp>/``):
+
+    data.npz                      the simulated dataset
+    <model>/model.pt, ...         one training run per model (checkpoint.pt, metrics.jsonl)
+    report.json, report.md        the comparison (physode.compare)
+    figures/*.png                 vector fields (2-D systems) or orbits (n-body), phase portraits,
+                                  error against horizon, energy, training curves
+
+Any stage whose output already exists in the folder is reused instead of recomputed, so an
+interrupted job continues where it stopped and ``physode plot RUN_DIR`` redraws from the files.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model
+from .data import TrajectoryDataset
+from .errors import PhysodeError, unknown_name
+from .evaluate import compare
+from .models import MODELS
+from .systems import SYSTEMS, make_system
+from .train import TrainConfig, build_model, fit
+
+#: Dataset and training size per preset: "smoke" checks the plumbing in seconds (tests), "quick" runs in a
+#: few minutes on 2 CPU cores, "full" makes the README's figures.
+PRESETS = {
+    "smoke": {"n_trajectories": 16, "t_end": 2.0, "dt": 0.1, "steps": 10, "time_limit": 10.0, "hidden": 8},
+    "quick": {"n_trajectories": 64, "t_end": 10.0, "dt": 0.1, "steps": 300, "time_limit": 45.0, "hidden": 32},
+    "full": {"n_trajectories": 256, "t_end": 10.0, "dt": 0.1, "steps": 3000, "time_limit": 120.0, "hidden": 64},
+}
+#: Per system, parameters of the default comparison (n-body: three bodies in the plane).
+SYSTEM_DEFAULTS = {"pendulum": {}, "spring_mass": {"n_masses": 1}, "nbody": {"n_bodies": 3, "dim": 2}}
+
+
+def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tuple(MODELS), seed: int = 0,
+                progress: bool = False, log=print) -> Path:
+    """Run (or continue) the comparison job; returns the run folder."""
+    if system_name not in SYSTEMS:
+        raise unknown_name("system", system_name, SYSTEMS)
+    if preset not in PRESETS:
+        raise unknown_name("preset", preset, PRESETS)
+    for name in models:
+        if name not in MODELS:
+            raise unknown_name("model", name, MODELS)
+    settings = PRESETS[preset]
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"{system_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    system = make_system(system_name, **SYSTEM_DEFAULTS[system_name])
+
+    data_path = out / "data.npz"
+    if data_path.exists():
+        dataset = TrajectoryDataset.load(data_path)
+        if dataset.system_spec != system.spec():
+            raise PhysodeError(f"{out} holds a run of {dataset.system_spec['name']}, not {system_name}; "
+                               "choose another output folder")
+        log(f"reusing {data_path}: {dataset.summary()}")
+    else:
+        dataset = TrajectoryDataset.generate(system, settings["n_trajectories"], settings["t_end"], settings["dt"],
+                                             seed=seed, progress=progress)
+        dataset.save(data_path)
+        log(f"simulated {data_path}: {dataset.summary()}")
+
+    trained = {}
+    for name in models:
+        model_path = out / name / "model.pt"
+        if model_path.exists():
+            trained[name] = load_model(model_path)
+            log(f"reusing {model_path}")
+            continue
+        torch.manual_seed(seed)
+        model = build_model(name, dataset, hidden=settings["hidden"])
+        config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed)
+        result = fit(model, dataset, config, out_dir=out / name, progress=progress)
+        trained[name] = load_model(model_path)
+        log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
+
+    report = compare(trained, dataset)
+    report.save(out)
+    draw(out, dataset, trained, report)
+    log(report.to_markdown())
+    log(f"wrote {out}/report.md, report.json and figures/")
+    return out
+
+
+def draw(out: Path, dataset: TrajectoryDataset, models: dict, report) -> None:
+    """Write every figure of a run into ``out/figures``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import plot
+
+    figures = out / "figures"
+    system = dataset.system
+    test = dataset.test if int((dataset.split == 2).sum()) else dataset
+    times = torch.tensor(report.times)
+    truth = system.rollout(test.x_clean[:, 0], times)
+    with torch.no_grad():
+        rollouts = {name: model.rollout(test.x_clean[:, 0], times).double() for name, model in models.items()}
+    plot.error_horizon_figure(report, path=figures / "error_vs_horizon.png")
+    plot.phase_portrait_figure(times, truth, rollouts, t_train=dataset.t_train, names=system.state_names,
+                               dims=(0, system.state_dim // 2), path=figures / "phase_portraits.png")
+    plot.energy_figure(system, times, {"truth": truth, **rollouts}, path=figures / "energy.png")
+    for name, model in models.items():
+        if dataset.state_dim == 2:
+            train_states = dataset.train.x_clean[dataset.train.train_time_mask]
+            plot.vector_field_figure(system, model, train_states, path=figures / f"vector_field_{name}.png")
+        elif dataset.system_spec["name"] == "nbody":
+            plot.orbits_figure(system, truth, rollouts[name], path=figures / f"orbits_{name}.png")
+        metrics = out / name / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().strip():
+            plot.training_figure(metrics, path=figures / f"training_{name}.png")
+        plt.close("all")
+
+
+def redraw(run_dir) -> Path:
+    """``physode plot RUN_DIR``: rebuild the report and every figure from a run folder's files."""
+    out = Path(run_dir)
+    if not (out / "data.npz").exists():
+        raise PhysodeError(f"{out} is not a run folder (no data.npz); run `physode compare SYSTEM --out {out}` first")
+    dataset = TrajectoryDataset.load(out / "data.npz")
+    models = {p.parent.name: load_model(p) for p in sorted(out.glob("*/model.pt"))}
+    if not models:
+        raise PhysodeError(f"{out} holds no trained models (*/model.pt)")
+    report = compare(models, dataset)
+    report.save(out)
+    draw(out, dataset, models, report)
+    return out

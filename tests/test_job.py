@@ -1,0 +1,40 @@
+"""`physode compare` end to end at a tiny size, stage reuse, `physode plot`, and bad input."""
+
+import json
+
+import pytest
+
+from physode.cli import main
+
+FIELDS = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "field_error_test",
+          "field_error_grid", "energy_drift", "momentum_drift", "nfe", "rollout_seconds", "training_seconds"}
+
+
+@pytest.mark.parametrize("system, figure", [("pendulum", "vector_field_node.png"), ("nbody", "orbits_node.png")])
+def test_compare_runs_end_to_end_and_reuses_its_stages(system, figure, tmp_path, capsys):
+    out = tmp_path / system
+    assert main(["compare", system, "--preset", "smoke", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["rows"]) == {"true system", "node", "anode", "resnet", "hnn"}
+    for name, row in report["rows"].items():
+        assert set(row) == FIELDS, name
+    for name in ("error_vs_horizon.png", "phase_portraits.png", "energy.png", figure, "training_hnn.png"):
+        assert (out / "figures" / name).stat().st_size > 1000, name
+    before = (out / "node" / "model.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["compare", system, "--preset", "smoke", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "reusing" in printed and (out / "node" / "model.pt").stat().st_mtime_ns == before
+    (out / "figures" / "energy.png").unlink()
+    assert main(["plot", str(out)]) == 0 and (out / "figures" / "energy.png").exists()
+
+
+def test_compare_refuses_bad_input(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["compare", "spring_mass", "--preset", "smoke", "--models", "resnet", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "pendulum", "--preset", "smoke", "--out", str(run), "--quiet"]) == 2
+    assert main(["compare", "pendulum", "--models", "node,lstm", "--out", str(tmp_path / "x")]) == 2
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and "not pendulum" in err[0] and "'lstm'" in err[1] and "not a run folder" in err[2]
