@@ -31,7 +31,7 @@ from .train import TrainConfig, build_model, fit
 #: few minutes on 2 CPU cores, "full" makes the README's figures.
 PRESETS = {
     "smoke": {"n_trajectories": 16, "t_end": 2.0, "dt": 0.1, "steps": 10, "time_limit": 10.0, "hidden": 8},
-    "quick": {"n_trajectories": 64, "t_end": 10.0, "dt": 0.1, "steps": 300, "time_limit": 45.0, "hidden": 32},
+    "quick": {"n_trajectories": 64, "t_end": 10.0, "dt": 0.1, "steps": 1000, "time_limit": 45.0, "hidden": 32},
     "full": {"n_trajectories": 256, "t_end": 10.0, "dt": 0.1, "steps": 3000, "time_limit": 120.0, "hidden": 64},
 }
 #: Per system, parameters of the default comparison (n-body: three bodies in the plane).
