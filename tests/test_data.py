@@ -106,6 +106,13 @@ def test_nbody_dataset_round_trips_its_masses(tmp_path):
     assert back.system == system and back.system.params.masses == (1.0, 2.0, 3.0)
 
 
+def test_saved_files_get_the_usual_permissions(pendulum_data, tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    saved = pendulum_data.save(tmp_path / "data.npz")
+    assert saved.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(pendulum_data, tmp_path, monkeypatch):
     path = pendulum_data.save(tmp_path / "data.npz")
     before = path.read_bytes()
