@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .checks import positive_float
 from .data import TrajectoryDataset
@@ -72,7 +73,8 @@ class Report:
 
 
 def compare(models: dict, dataset: TrajectoryDataset, system: System | None = None, *,
-            horizons=HORIZONS, threshold: float = 0.1, grid_points: int = 32, seed: int = 0) -> Report:
+            horizons=HORIZONS, threshold: float = 0.1, grid_points: int = 32, seed: int = 0,
+            progress: bool = False) -> Report:
     """Score ``models`` (name -> object with ``rollout``) on ``dataset``'s test split; see the module doc.
 
     ``horizons`` are multiples of the training horizon ``t_train``; the evaluation grid has the data's
@@ -101,7 +103,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     grid = _box_grid(dataset.x_clean.reshape(-1, dataset.state_dim), grid_points, seed)
 
     rows, curves = {}, {}
-    for name, model in {"true system": system, **models}.items():
+    for name, model in tqdm({"true system": system, **models}.items(), desc="evaluate", unit="model", disable=not progress):
         start = time.perf_counter()
         with torch.no_grad():
             pred = model.rollout(x0, times).double()

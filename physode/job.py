@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoint import load_model
 from .data import TrajectoryDataset
@@ -79,15 +80,15 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
         trained[name] = load_model(model_path)
         log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
 
-    report = compare(trained, dataset)
+    report = compare(trained, dataset, progress=progress)
     report.save(out)
-    draw(out, dataset, trained, report)
+    draw(out, dataset, trained, report, progress=progress)
     log(report.to_markdown())
     log(f"wrote {out}/report.md, report.json and figures/")
     return out
 
 
-def draw(out: Path, dataset: TrajectoryDataset, models: dict, report) -> None:
+def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: bool = False) -> None:
     """Write every figure of a run into ``out/figures``."""
     import matplotlib
 
@@ -107,7 +108,7 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report) -> None:
     plot.phase_portrait_figure(times, truth, rollouts, t_train=dataset.t_train, names=system.state_names,
                                dims=(0, system.state_dim // 2), path=figures / "phase_portraits.png")
     plot.energy_figure(system, times, {"truth": truth, **rollouts}, path=figures / "energy.png")
-    for name, model in models.items():
+    for name, model in tqdm(models.items(), desc="figures", unit="model", disable=not progress):
         if dataset.state_dim == 2:
             train_states = dataset.train.x_clean[dataset.train.train_time_mask]
             plot.vector_field_figure(system, model, train_states, path=figures / f"vector_field_{name}.png")

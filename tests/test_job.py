@@ -36,5 +36,9 @@ def test_compare_refuses_bad_input(tmp_path, capsys):
     assert main(["compare", "pendulum", "--preset", "smoke", "--out", str(run), "--quiet"]) == 2
     assert main(["compare", "pendulum", "--models", "node,lstm", "--out", str(tmp_path / "x")]) == 2
     assert main(["plot", str(tmp_path / "nothing")]) == 2
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["compare", "pendulum", "--preset", "smoke", "--out", str(blocker / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and "not pendulum" in err[0] and "'lstm'" in err[1] and "not a run folder" in err[2]
+    assert len(err) == 4 and "not pendulum" in err[0] and "'lstm'" in err[1] and "not a run folder" in err[2]
+    assert "cannot write the dataset" in err[3] and blocker.read_text() == ""
