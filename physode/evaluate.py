@@ -39,10 +39,15 @@ HORIZONS = (1.0, 2.0, 4.0)
 
 
 class Report:
-    """Scores per model (``rows``) and error-against-time curves (``curves``); writes JSON and Markdown."""
+    """Scores per model (``rows``) and error-against-time curves (``curves``); writes JSON and Markdown.
 
-    def __init__(self, rows: dict, curves: dict, times: np.ndarray, meta: dict):
+    ``trajectories`` keeps the rollouts ``(N, T, D)`` behind the scores (name -> tensor, the truth under
+    ``"true system"``) for figures; it is not written to the files.
+    """
+
+    def __init__(self, rows: dict, curves: dict, times: np.ndarray, meta: dict, trajectories: dict | None = None):
         self.rows, self.curves, self.times, self.meta = rows, curves, times, meta
+        self.trajectories = trajectories or {}
 
     def to_dict(self) -> dict:
         return {"meta": self.meta, "rows": self.rows, "times": self.times.tolist(),
@@ -102,12 +107,13 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     states = test.x_clean[test.train_time_mask]  # test states within the training horizon
     grid = _box_grid(dataset.x_clean.reshape(-1, dataset.state_dim), grid_points, seed)
 
-    rows, curves = {}, {}
+    rows, curves, trajectories = {}, {}, {}
     for name, model in tqdm({"true system": system, **models}.items(), desc="evaluate", unit="model", disable=not progress):
         start = time.perf_counter()
         with torch.no_grad():
             pred = model.rollout(x0, times).double()
         seconds = time.perf_counter() - start
+        trajectories[name] = pred
         err = ((pred - truth).norm(dim=-1) / truth.norm(dim=-1).clamp_min(1e-12)).numpy()  # (N, T)
         curves[name] = {"median": np.median(err, 0), "mean": err.mean(0), "p90": np.percentile(err, 90, axis=0),
                         "nmse": (((pred - truth) ** 2).sum((0, 2)) / (truth**2).sum((0, 2)).clamp_min(1e-30)).numpy()}
@@ -129,7 +135,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         }
     meta = {"system": dataset.system_spec, "t_train": dataset.t_train, "horizons": list(horizons),
             "threshold": threshold, "n_test": len(x0), "t_end": t_end}
-    return Report(rows, curves, times.numpy(), meta)
+    return Report(rows, curves, times.numpy(), meta, trajectories)
 
 
 def _box_grid(states: torch.Tensor, points: int, seed: int) -> torch.Tensor:

@@ -99,11 +99,9 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
 
     figures = out / "figures"
     system = dataset.system
-    test = dataset.test if int((dataset.split == 2).sum()) else dataset
     times = torch.tensor(report.times)
-    truth = system.rollout(test.x_clean[:, 0], times)
-    with torch.no_grad():
-        rollouts = {name: model.rollout(test.x_clean[:, 0], times).double() for name, model in models.items()}
+    truth = report.trajectories["true system"]  # the rollouts compare already made
+    rollouts = {name: report.trajectories[name] for name in models}
     plot.error_horizon_figure(report, path=figures / "error_vs_horizon.png")
     plot.phase_portrait_figure(times, truth, rollouts, t_train=dataset.t_train, names=system.state_names,
                                dims=(0, system.state_dim // 2), path=figures / "phase_portraits.png")
