@@ -16,6 +16,7 @@ import torch
 from . import __version__
 from .data import TrajectoryDataset
 from .errors import PhysodeError
+from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
 from .job import PRESETS, redraw, run_compare
 from .models import MODELS
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", default=None, help="run folder (default runs/SYSTEM-TIMESTAMP); existing stages are reused")
     comp.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     comp.add_argument("--seed", type=int, default=0, help="seed of data, weights and windows (default 0)")
+    comp.add_argument("--horizons", type=float, nargs="+", default=None, metavar="H",
+                      help="evaluation horizons as multiples of the training horizon (default 1 2 4; against the data: 1 and its end)")
+    comp.add_argument("--reference", choices=REFERENCES, default="system",
+                      help="score against the simulated system (default; any horizon) or the dataset's own test trajectories")
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
     comp.set_defaults(run=_compare)
 
@@ -117,7 +122,8 @@ def _train(args) -> None:
 
 def _compare(args) -> None:
     models = tuple(name.strip() for name in args.models.split(",") if name.strip())
-    run_compare(args.system, args.preset, args.out, models, seed=args.seed, progress=not args.quiet and sys.stderr.isatty())
+    run_compare(args.system, args.preset, args.out, models, seed=args.seed, horizons=args.horizons,
+                reference=args.reference, progress=not args.quiet and sys.stderr.isatty())
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,15 @@
 """Rollout evaluation: how good is each learned vector field, and how far can its rollouts be trusted?
 
 :func:`compare` rolls every model out from the test split's initial states, next to the true system,
-on one regular evaluation grid that reaches past the data (default: to 4x the training horizon; the
-truth is simulated, so extrapolation can be scored however far the data went), and scores:
+on one evaluation grid that runs to the largest horizon, and scores them against a reference:
+
+* ``reference="system"`` (the default): the truth is simulated on a regular grid with the data's mean
+  spacing, so extrapolation can be scored however far the data went (default horizons 1x, 2x, 4x t_train);
+* ``reference="data"``: the test split's own clean trajectories are the truth, on their shared grid, so
+  no horizon may reach beyond the data's end (default horizons 1x t_train and the data's end). Use it
+  to score against what was recorded rather than against a re-simulation.
+
+The scores:
 
 * rollout error against time, per trajectory ``e_i(t) = ||x_hat_i(t) - x_i(t)|| / ||x_i(t)||``: median,
   mean and 90th percentile over trajectories, and the normalised MSE
@@ -27,15 +34,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import positive_float
+from .checks import affordable, positive_float
 from .data import TrajectoryDataset
-from .errors import PhysodeError
+from .errors import PhysodeError, unknown_name
 from .files import atomic_write
 from .models import DynamicsModel
 from .simulate import simulate
 from .systems import System
 
 HORIZONS = (1.0, 2.0, 4.0)
+REFERENCES = ("system", "data")
 
 
 class Report:
@@ -78,32 +86,39 @@ class Report:
 
 
 def compare(models: dict, dataset: TrajectoryDataset, system: System | None = None, *,
-            horizons=HORIZONS, threshold: float = 0.1, grid_points: int = 32, seed: int = 0,
+            horizons=None, reference: str = "system", threshold: float = 0.1, grid_points: int = 32, seed: int = 0,
             progress: bool = False) -> Report:
     """Score ``models`` (name -> object with ``rollout``) on ``dataset``'s test split; see the module doc.
 
-    ``horizons`` are multiples of the training horizon ``t_train``; the evaluation grid has the data's
-    mean spacing and runs to the largest horizon. ``system`` defaults to the dataset's own and is added
-    as the row ``"true system"``.
+    ``horizons`` are multiples of the training horizon ``t_train`` (default ``HORIZONS`` against the
+    system, ``(1, data end / t_train)`` against the data); ``reference`` is ``"system"`` or ``"data"``.
+    ``system`` defaults to the dataset's own and is added as the row ``"true system"``.
     """
     system = dataset.system if system is None else system
     if system.spec() != dataset.system_spec:
         raise PhysodeError(f"system {system.spec()} is not the dataset's {dataset.system_spec}; pass the matching one")
     if not models:
         raise PhysodeError("models is empty; pass a dict of name -> model")
+    horizons = evaluation_horizons(dataset, horizons, reference)
     threshold = positive_float(threshold, "threshold")
-    horizons = tuple(positive_float(h, "horizons[i]") for h in horizons)
     for name, model in models.items():
         if getattr(model, "state_dim", dataset.state_dim) != dataset.state_dim:
             raise PhysodeError(f"model {name!r} has state_dim {model.state_dim}, the dataset {dataset.state_dim}")
         if isinstance(model, DynamicsModel) and model.control_dim:
             raise PhysodeError(f"model {name!r} takes controls; compare scores uncontrolled rollouts only")
-    test = dataset.test if int((dataset.split == 2).sum()) else dataset
-    spacing = float(dataset.times.diff(dim=1).mean())
+    test = _test_split(dataset)
     t_end = max(horizons) * dataset.t_train
-    times = torch.linspace(0.0, t_end, round(t_end / spacing) + 1, dtype=torch.float64)
-    x0 = test.x_clean[:, 0]
-    truth = simulate(system, x0, times)
+    if reference == "system":
+        spacing = float(dataset.times.diff(dim=1).mean())
+        n_times = round(t_end / spacing) + 1
+        affordable(8.0 * (len(models) + 1) * len(test) * n_times * dataset.state_dim, "the evaluation grid (horizons)")
+        times = torch.linspace(0.0, t_end, n_times, dtype=torch.float64)
+        x0 = test.x_clean[:, 0]
+        truth = simulate(system, x0, times)
+    else:  # the test trajectories themselves, cut at the largest horizon
+        keep = test.times[0] <= t_end * (1 + 1e-9)
+        times, truth = test.times[0, keep].contiguous(), test.x_clean[:, keep]
+        x0 = truth[:, 0]
     states = test.x_clean[test.train_time_mask]  # test states within the training horizon
     grid = _box_grid(dataset.x_clean.reshape(-1, dataset.state_dim), grid_points, seed)
 
@@ -134,8 +149,38 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
             "training_seconds": (getattr(model, "training_info", None) or {}).get("seconds"),
         }
     meta = {"system": dataset.system_spec, "t_train": dataset.t_train, "horizons": list(horizons),
-            "threshold": threshold, "n_test": len(x0), "t_end": t_end}
+            "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference}
     return Report(rows, curves, times.numpy(), meta, trajectories)
+
+
+def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: str = "system") -> tuple:
+    """Check ``horizons`` and ``reference`` for :func:`compare` on ``dataset`` (cheap: call it before training).
+
+    Returns the horizons (the defaults filled in). Against the data, every horizon must lie within the
+    test trajectories' shared time grid.
+    """
+    if reference not in REFERENCES:
+        raise unknown_name("reference", reference, REFERENCES)
+    test = _test_split(dataset)
+    if reference == "data":
+        grid = test.times[0]
+        if not bool((test.times == grid).all()):
+            raise PhysodeError("reference='data' needs one time grid shared by every test trajectory, and this "
+                               "dataset has irregular grids; use reference='system' (the truth is then simulated)")
+        data_end = float(grid[-1]) / dataset.t_train
+        horizons = (1.0, data_end) if horizons is None else horizons
+    horizons = tuple(positive_float(h, "horizons[i]") for h in (HORIZONS if horizons is None else horizons))
+    if not horizons:
+        raise PhysodeError("horizons is empty; pass multiples of t_train such as (1, 2, 4)")
+    if reference == "data" and max(horizons) > data_end * (1 + 1e-9):
+        raise PhysodeError(f"horizons {list(horizons)} reach t={max(horizons) * dataset.t_train:g}, beyond the data, "
+                           f"which end at t={data_end * dataset.t_train:g} ({data_end:g} x t_train); pass horizons up "
+                           f"to {data_end:g}, or reference='system' to simulate the truth further")
+    return horizons
+
+
+def _test_split(dataset: TrajectoryDataset) -> TrajectoryDataset:
+    return dataset.test if int((dataset.split == 2).sum()) else dataset
 
 
 def _box_grid(states: torch.Tensor, points: int, seed: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ interrupted job continues where it stopped and ``physode plot RUN_DIR`` redraws 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_model
 from .data import TrajectoryDataset
 from .errors import PhysodeError, unknown_name
-from .evaluate import compare
+from .evaluate import compare, evaluation_horizons
 from .models import MODELS
 from .systems import SYSTEMS, make_system
 from .train import TrainConfig, build_model, fit
@@ -40,8 +41,11 @@ SYSTEM_DEFAULTS = {"pendulum": {}, "spring_mass": {"n_masses": 1}, "nbody": {"n_
 
 
 def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tuple(MODELS), seed: int = 0,
-                progress: bool = False, log=print) -> Path:
-    """Run (or continue) the comparison job; returns the run folder."""
+                horizons=None, reference: str = "system", progress: bool = False, log=print) -> Path:
+    """Run (or continue) the comparison job; returns the run folder.
+
+    ``horizons`` and ``reference`` are passed to :func:`physode.compare`.
+    """
     if system_name not in SYSTEMS:
         raise unknown_name("system", system_name, SYSTEMS)
     if preset not in PRESETS:
@@ -66,6 +70,7 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
         dataset.save(data_path)
         log(f"simulated {data_path}: {dataset.summary()}")
 
+    horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before training
     trained = {}
     for name in models:
         model_path = out / name / "model.pt"
@@ -80,7 +85,7 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
         trained[name] = load_model(model_path)
         log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
 
-    report = compare(trained, dataset, progress=progress)
+    report = compare(trained, dataset, horizons=horizons, reference=reference, progress=progress)
     report.save(out)
     draw(out, dataset, trained, report, progress=progress)
     log(report.to_markdown())
@@ -127,7 +132,16 @@ def redraw(run_dir) -> Path:
     models = {p.parent.name: load_model(p) for p in sorted(out.glob("*/model.pt"))}
     if not models:
         raise PhysodeError(f"{out} holds no trained models (*/model.pt)")
-    report = compare(models, dataset)
+    report = compare(models, dataset, **_evaluation_settings(out))
     report.save(out)
     draw(out, dataset, models, report)
     return out
+
+
+def _evaluation_settings(out: Path) -> dict:
+    """The horizons and reference of the run's last report, so that a redraw scores the same way."""
+    try:
+        meta = json.loads((out / "report.json").read_text())["meta"]
+        return {"horizons": meta["horizons"], "reference": meta.get("reference", "system")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}

@@ -95,3 +95,32 @@ def test_bad_comparisons_are_refused(data):
         compare({}, data)
     with pytest.raises(PhysodeError, match="horizons"):
         compare({"m": data.system}, data, horizons=(1.0, -2.0))
+
+
+def test_against_the_data_the_recorded_trajectories_are_the_truth(data):
+    offset = torch.tensor([0.05, -0.02], dtype=torch.float64)
+    report = compare({"biased": Biased(data.system, offset, 0.0)}, data, reference="data")
+    assert report.meta["reference"] == "data" and report.meta["horizons"] == [1.0, 2.0]
+    assert report.times[-1] == pytest.approx(data.times[0, -1].item())  # the data's own grid, to its end
+    recorded = data.test.x_clean
+    by_hand = (offset.norm() / recorded.norm(dim=-1)).numpy()
+    i = len(report.times) - 1
+    assert report.rows["biased"]["median_error"]["2.0"] == pytest.approx(np.median(by_hand[:, i]), rel=1e-6)
+    assert report.rows["true system"]["median_error"]["2.0"] < 1e-9  # the simulator reproduces its own data
+    half = compare({"biased": Biased(data.system, offset, 0.0)}, data, reference="data", horizons=(0.5, 1.0))
+    assert half.times[-1] == pytest.approx(data.t_train)
+
+
+def test_horizons_beyond_the_data_are_refused_against_the_data(data, tmp_path):
+    with pytest.raises(PhysodeError, match=r"beyond the data, which end at t=2 \(2 x t_train\).*reference='system'"):
+        compare({"m": data.system}, data, reference="data", horizons=(1, 4))
+    assert compare({"m": data.system}, data, horizons=(1, 4)).times[-1] == pytest.approx(4 * data.t_train)
+    with pytest.raises(PhysodeError, match="reference"):
+        compare({"m": data.system}, data, reference="dataset")
+    irregular = TrajectoryDataset.generate(physode.SpringMass(), 20, t_end=2.0, dt=0.1, irregular=True, seed=1)
+    with pytest.raises(PhysodeError, match="irregular grids; use reference='system'"):
+        compare({"m": irregular.system}, irregular, reference="data")
+    with pytest.raises(PhysodeError, match="horizons"):
+        compare({"m": data.system}, data, horizons=())
+    with pytest.raises(PhysodeError, match="GiB"):
+        compare({"m": data.system}, data, horizons=(1e12,))

@@ -42,3 +42,18 @@ def test_compare_refuses_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and "not pendulum" in err[0] and "'lstm'" in err[1] and "not a run folder" in err[2]
     assert "cannot write the dataset" in err[3] and blocker.read_text() == ""
+
+
+def test_compare_refuses_horizons_beyond_the_data_before_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["compare", "pendulum", "--preset", "smoke", "--models", "resnet", "--out", str(run), "--quiet"]
+    assert main(args + ["--reference", "data", "--horizons", "1", "4"]) == 2
+    assert "beyond the data" in capsys.readouterr().err and not (run / "resnet").exists()
+    assert main(args + ["--reference", "data"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["meta"]["reference"] == "data" and report["meta"]["horizons"] == [1.0, 2.0]
+    before = (run / "report.json").read_bytes()
+    assert main(args + ["--reference", "data", "--horizons", "3"]) == 2
+    assert (run / "report.json").read_bytes() == before  # nothing already written is touched
+    assert main(["plot", str(run)]) == 0  # the redraw keeps the run's reference and horizons
+    assert json.loads((run / "report.json").read_text())["meta"]["reference"] == "data"
