@@ -38,3 +38,11 @@ def test_bench_train_quick(tmp_path):
     assert "physode fit (defaults)" in out and (tmp_path / "bench_train.png").exists()
     ours, base = raw["physode"], raw["baseline"]
     assert ours["steps"] > 0 and ours["field_error"] < base["field_error"]  # even 10 s beat the plain loop's 5 s
+
+
+def test_compare_all_quick(tmp_path):
+    run("compare_all.py", "--systems", "spring_mass", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path),
+        "--figures", str(tmp_path))
+    assert "| node |" in (tmp_path / "compare_spring_mass_smoke.md").read_text()
+    for figure in ("vector_field_node", "phase_portraits", "error_vs_horizon"):
+        assert (tmp_path / f"spring_mass_{figure}.png").read_bytes()[:4] == b"\x89PNG"
