@@ -17,6 +17,7 @@ import torch
 from .errors import FileFormatError, PhysodeError
 from .files import atomic_write
 from .models import MODELS, DynamicsModel
+from .systems import system_from_spec
 
 FORMAT = "physode.checkpoint"
 FORMAT_VERSION = 1
@@ -79,6 +80,10 @@ def load_model(path, map_location="cpu", expected: type | None = None) -> Dynami
         model.load_state_dict(entry["state_dict"])
     except (TypeError, RuntimeError, PhysodeError) as exc:
         raise FileFormatError(f"{str(path)!r} has a configuration or weights that do not fit {entry['class']}: {exc}") from None
-    model.system_spec = payload.get("system")
+    spec = payload.get("system")
+    try:  # in today's form (parameters added since get their defaults)
+        model.system_spec = None if spec is None else system_from_spec(spec).spec()
+    except PhysodeError as exc:
+        raise FileFormatError(f"{str(path)!r} names a system physode cannot rebuild: {exc}") from None
     model.training_info = payload.get("training")
     return model.eval()

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     comp.add_argument("--seed", type=int, default=0, help="seed of data, weights and windows (default 0)")
     comp.add_argument("--horizons", type=float, nargs="+", default=None, metavar="H",
-                      help="evaluation horizons as multiples of the training horizon (default 1 2 4; against the data: 1 and its end)")
+                      help="evaluation horizons in multiples of the training horizon (default 1 2 4; against the data: 1, end)")
     comp.add_argument("--reference", choices=REFERENCES, default="system",
                       help="score against the simulated system (default; any horizon) or the dataset's own test trajectories")
     comp.add_argument("--quiet", action="store_true", help="no progress bars")

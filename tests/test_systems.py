@@ -3,6 +3,8 @@
 import json
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -74,8 +76,9 @@ def _energy_rate(system, x, u=None):
     return (grad * system.vector_field(0.0, x, u)).sum(-1)
 
 
-@pytest.mark.parametrize("system", [Pendulum(), SpringMass(n_masses=4), NBody(), NBody(n_bodies=4, dim=3, softening=0.1)],
-                         ids=["pendulum", "spring4", "nbody", "nbody3d"])
+@pytest.mark.parametrize("system", [Pendulum(), Pendulum(rod=True, length=0.7), SpringMass(n_masses=4), NBody(),
+                                    NBody(n_bodies=4, dim=3, softening=0.1)],
+                         ids=["pendulum", "rod", "spring4", "nbody", "nbody3d"])
 def test_energy_is_conserved_by_the_field(system):
     x = system.sample_initial_states(32, seed=2)
     rate = _energy_rate(system, x)
@@ -168,3 +171,20 @@ def test_nbody_initial_states_are_bound_separated_and_at_rest(system):
     assert (system.energy(x) < 0).all()
     gaps = (q[:, :, None] - q[:, None]).norm(dim=-1) + torch.eye(n) * 1e9
     assert gaps.min() > 0.5 * 2 * math.pi / n * max(1, n / 3) * 0.8
+
+
+def test_a_rod_pendulum_swings_like_a_point_pendulum_of_two_thirds_its_length():
+    """Uniform rod about one end: I = m l^2 / 3, arm l / 2, so theta'' = -(3 g / 2 l) sin theta + 3 u / (m l^2)."""
+    from problems import pendulum_exact
+
+    rod = Pendulum(rod=True, gravity=10.0, length=1.2, mass=0.5)
+    t = torch.linspace(0, 5, 51, dtype=torch.float64)
+    x0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    exact = pendulum_exact(10.0, 1.2 * 2 / 3, 2.0, t.numpy())
+    np.testing.assert_allclose(physode.simulate(rod, x0, t)[0].numpy(), exact, atol=1e-10)
+    u = torch.ones(1, 1, dtype=torch.float64)
+    torque = rod.vector_field(0.0, x0, u) - rod.vector_field(0.0, x0)
+    assert torque[0, 1].item() == pytest.approx(3 / (0.5 * 1.2**2))
+    assert rod.energy(torch.tensor([math.pi, 0.0], dtype=torch.float64)).item() == pytest.approx(0.5 * 10.0 * 1.2)
+    with pytest.raises(PhysodeError, match="rod must be True"):
+        Pendulum(rod=1)
