@@ -1,8 +1,64 @@
 """Gymnasium environments for physode's systems and learned models, installed as ``physode.envs``.
 
-The environments themselves arrive with the Gymnasium issue; this package exists now so that the
-``envs/`` folder is installed under ``physode.envs`` (a top-level ``envs`` would clash with an
-unrelated PyPI package of that name).
+``import physode.envs`` registers:
+
+==========================  ==============================================  =================
+id                          class                                           max_episode_steps
+==========================  ==============================================  =================
+``physode/Pendulum-v0``     :class:`PendulumEnv` (swing-up)                 200
+``physode/SpringMass-v0``   :class:`SpringMassEnv` (bring to rest)          200
+``physode/NBody-v0``        :class:`NBodyEnv` (keep the cluster together)   400
+``physode/Learned-v0``      :class:`LearnedDynamicsEnv` (a trained model)   200
+==========================  ==============================================  =================
+
+Each also has a native vector env, ``gymnasium.make_vec(id, num_envs=N,
+vectorization_mode="vector_entry_point")`` (:class:`PhysodeVectorEnv`: one batched torch call steps every
+sub-env; autoreset ``NEXT_STEP``). Gymnasium 1.x has no plugin entry points any more; instead
+``gymnasium.make("physode.envs:physode/Pendulum-v0")`` imports this package itself.
+(A top-level package named ``envs`` would clash with an unrelated PyPI package, hence ``physode.envs``.)
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import gymnasium
+
+from .core import INTEGRATORS, PhysodeEnv, PhysodeVectorEnv
+from .learned import LearnedDynamicsEnv
+from .systems import PENDULUM_V1, NBodyEnv, PendulumEnv, SpringMassEnv
+
+#: The true env of each system, by system name.
+ENV_CLASSES = {"pendulum": PendulumEnv, "spring_mass": SpringMassEnv, "nbody": NBodyEnv}
+#: Registered ids: class and episode length.
+ENV_IDS = {
+    "physode/Pendulum-v0": (PendulumEnv, 200),
+    "physode/SpringMass-v0": (SpringMassEnv, 200),
+    "physode/NBody-v0": (NBodyEnv, 400),
+    "physode/Learned-v0": (LearnedDynamicsEnv, 200),
+}
+
+
+def _vector_entry_point(env_class):
+    def make(num_envs: int = 1, max_episode_steps=None, **kwargs) -> PhysodeVectorEnv:
+        return PhysodeVectorEnv(env_class(**kwargs), num_envs, max_episode_steps)
+
+    make.__doc__ = f"``num_envs`` batched :class:`{env_class.__name__}` (see :class:`PhysodeVectorEnv`)."
+    return make
+
+
+for _id, (_class, _steps) in ENV_IDS.items():
+    if _id not in gymnasium.registry:
+        gymnasium.register(_id, entry_point=_class, vector_entry_point=_vector_entry_point(_class),
+                           max_episode_steps=_steps)
+
+__all__ = [
+    "ENV_CLASSES",
+    "ENV_IDS",
+    "INTEGRATORS",
+    "PENDULUM_V1",
+    "LearnedDynamicsEnv",
+    "NBodyEnv",
+    "PendulumEnv",
+    "PhysodeEnv",
+    "PhysodeVectorEnv",
+    "SpringMassEnv",
+]

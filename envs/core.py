@@ -1,0 +1,314 @@
+"""The machinery every physode environment shares: one batched transition, a single env and a vector env.
+
+A :class:`PhysodeEnv` is a task (spaces, reward, start states, termination; subclasses such as
+:class:`~physode.envs.PendulumEnv` define it) on top of a dynamics: the true system integrated over
+``dt`` with the chosen integrator, or a learned model rolled out over ``dt`` (``dynamics=model``).
+Every step goes through :meth:`PhysodeEnv.transition`, which works on a batch of states ``(N, D)`` in
+float64 torch; the single env uses it with ``N = 1`` and :class:`PhysodeVectorEnv` with ``N = num_envs``,
+so a vector env and ``N`` single envs take the same steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.error import ResetNeeded
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from physode.checks import positive_float, positive_int
+from physode.errors import PhysodeError, unknown_name
+from physode.simulate import METHODS, simulate
+from physode.systems import MechanicalSystem
+
+#: Integrators of the true dynamics: Gymnasium classic-control's semi-implicit Euler (velocity first,
+#: then position with the new velocity; ``max_speed`` clips in between) and every method of
+#: :func:`physode.simulate`.
+INTEGRATORS = ("semi_implicit_euler", *METHODS)
+
+
+class PhysodeEnv(gym.Env):
+    """Base of physode's environments (see the module doc); subclasses build the system and the task.
+
+    Args:
+        system: the :class:`~physode.System` whose state is the observation and whose control is the action.
+        action_bound: actions are clipped to ``[-action_bound, action_bound]`` per component.
+        dt: time between steps.
+        integrator: one of :data:`INTEGRATORS` for the true dynamics (default ``"rk4"``).
+        step_size: largest integration step of fixed-step methods (default ``dt``: one step per env step).
+        rtol, atol: tolerances of adaptive methods.
+        max_speed: clip velocities (mechanical systems) to this magnitude after each step; None: no clip.
+        dynamics: None for the true system, or a learned model (anything with ``rollout(x0, t, u)``)
+            stepped over ``dt`` with the action held constant.
+        reference: with a learned ``dynamics``, also step the true system from the same start and put
+            ``info["true_state"]`` and ``info["prediction_error"]`` (``||x_hat - x|| / ||x||``) in every step.
+        render_mode: None or ``"rgb_array"`` (drawn with matplotlib).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, system, action_bound: float, *, dt: float, integrator: str = "rk4", step_size=None,
+                 rtol: float = 1e-8, atol: float = 1e-8, max_speed=None, dynamics=None, reference: bool = False,
+                 render_mode=None):
+        if integrator not in INTEGRATORS:
+            raise unknown_name("integrator", integrator, INTEGRATORS)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise unknown_name("render_mode", render_mode, self.metadata["render_modes"])
+        self.system = system
+        self.dt = positive_float(dt, "dt")
+        self.integrator = integrator
+        self.step_size = self.dt if step_size is None else positive_float(step_size, "step_size")
+        self.rtol, self.atol = positive_float(rtol, "rtol"), positive_float(atol, "atol")
+        self.max_speed = None if max_speed is None else positive_float(max_speed, "max_speed")
+        if (self.max_speed is not None or integrator == "semi_implicit_euler") and not isinstance(system, MechanicalSystem):
+            raise PhysodeError(f"max_speed and the semi_implicit_euler integrator need a mechanical system, not {system.name}")
+        self.action_bound = positive_float(action_bound, "action_bound")
+        self.dynamics = dynamics
+        if dynamics is not None:
+            _check_model(dynamics, system)
+        if reference and dynamics is None:
+            raise PhysodeError("reference=True compares a learned model with the truth: pass dynamics=model too")
+        self.reference = bool(reference)
+        self.render_mode = render_mode
+        self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, (system.control_dim,), np.float32)
+        high = self.observation_bound().astype(np.float32)
+        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self._state = None  # (1, D) float64 torch, the (possibly learned) state
+        self._true = None  # (1, D), the reference's state
+        self._figure = None
+
+    # ---- the task: subclasses override these (all batched over the first dimension) ----
+    def observation_bound(self) -> np.ndarray:
+        """``(D,)`` upper bounds of the observation (the lower bounds are their negatives)."""
+        return np.full(self.system.state_dim, np.inf)
+
+    def sample_start(self, rng: np.random.Generator) -> torch.Tensor:
+        """One start state ``(D,)`` from the env's generator (default: the system's own distribution)."""
+        return self.system.sample_initial_states(1, seed=rng)[0]
+
+    def reward(self, x: torch.Tensor, u: torch.Tensor, x_next: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` rewards of the steps ``x -> x_next`` under the clipped actions ``u``."""
+        raise NotImplementedError
+
+    def terminal(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` True where the state ends the episode (default: never)."""
+        return torch.zeros(x.shape[0], dtype=torch.bool)
+
+    def observe(self, x: torch.Tensor) -> np.ndarray:
+        """``(N, D)`` float32 observations of states ``x`` (default: the state itself)."""
+        return x.to(torch.float32).numpy()
+
+    def draw(self, ax, x: np.ndarray) -> None:
+        """Draw state ``x: (D,)`` on matplotlib axes (for ``render``)."""
+        raise NotImplementedError
+
+    # ---- the transition, shared by the single and the vector env ----
+    def clip_actions(self, action, n: int) -> torch.Tensor:
+        """Checked, clipped actions ``(n, C)`` in float64 from ``(C,)`` (n == 1) or ``(n, C)``."""
+        shape = (self.system.control_dim,) if n == 1 else (n, self.system.control_dim)
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise gym.error.InvalidAction(f"action must be numbers of shape {shape}, got {action!r}") from None
+        if a.shape != shape and not (n == 1 and a.shape == (1, self.system.control_dim)):
+            raise gym.error.InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
+        if not np.isfinite(a).all():
+            raise gym.error.InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
+        a = np.clip(a, -self.action_bound, self.action_bound)
+        return torch.from_numpy(a.reshape(n, self.system.control_dim))
+
+    def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
+        """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
+        if learned and self.dynamics is not None:
+            times = torch.tensor([0.0, self.dt], dtype=torch.float64)
+            with torch.no_grad():
+                return self.dynamics.rollout(x, times, u if self.dynamics.control_dim else None)[:, 1].double()
+        if self.integrator == "semi_implicit_euler":
+            p = self.system.position_dim
+            q, v = x[:, :p], x[:, p:]
+            v = v + self.dt * self.system.acceleration(0.0, q, v, u)
+            if self.max_speed is not None:
+                v = v.clamp(-self.max_speed, self.max_speed)
+            return torch.cat([q + self.dt * v, v], dim=1)
+        times = torch.tensor([0.0, self.dt], dtype=torch.float64)
+        x_next = simulate(self.system, x, times, u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
+                          step_size=self.step_size)[:, 1]
+        if self.max_speed is not None:
+            p = self.system.position_dim
+            x_next = torch.cat([x_next[:, :p], x_next[:, p:].clamp(-self.max_speed, self.max_speed)], dim=1)
+        return x_next
+
+    def transition(self, x, true, u):
+        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,))``.
+
+        A learned model whose prediction is not finite ends its episode (``diverged``) and keeps its
+        last finite state, so every observation stays a number.
+        """
+        x_next = self.advance(x, u)
+        diverged = ~torch.isfinite(x_next).all(dim=1)
+        if bool(diverged.any()):
+            x_next = torch.where(diverged[:, None], x, x_next)
+        true_next = None if true is None else self.advance(true, u, learned=False)
+        reward = self.reward(x, u, x_next)
+        return x_next, true_next, reward, self.terminal(x_next) | diverged, diverged
+
+    def reference_info(self, x: torch.Tensor, true: torch.Tensor | None) -> dict:
+        """``true_state`` and ``prediction_error`` of a learned env with a reference (empty otherwise)."""
+        if true is None:
+            return {}
+        error = (x - true).norm(dim=1) / true.norm(dim=1).clamp_min(1e-12)
+        return {"true_state": true.numpy().copy(), "prediction_error": error.numpy().copy()}
+
+    def start_state(self, rng: np.random.Generator, options) -> torch.Tensor:
+        """The start ``(D,)``: ``options["state"]`` when given (checked), else :meth:`sample_start`."""
+        if options and "state" in options:
+            x = np.asarray(options["state"], dtype=np.float64)
+            if x.shape != (self.system.state_dim,) or not np.isfinite(x).all():
+                raise PhysodeError(f"options['state'] must be {self.system.state_dim} finite numbers "
+                                   f"({', '.join(self.system.state_names)}), got {options['state']!r}")
+            return torch.from_numpy(x.copy())
+        return self.sample_start(rng).to(torch.float64)
+
+    # ---- the Gymnasium API of one env ----
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        x = self.start_state(self.np_random, options)[None]
+        self._state = x
+        self._true = x.clone() if self.reference else None
+        self._trail = [x[0].numpy()]
+        return self.observe(x)[0], {}
+
+    def step(self, action):
+        if self._state is None:
+            raise ResetNeeded("call env.reset() before env.step()")
+        u = self.clip_actions(action, 1)
+        x, true, reward, terminated, diverged = self.transition(self._state, self._true, u)
+        self._state, self._true = x, true
+        self._trail = (self._trail + [x[0].numpy()])[-200:]
+        info = {key: value[0] for key, value in self.reference_info(x, true).items()}
+        if bool(diverged[0]):
+            info["diverged"] = True
+        return self.observe(x)[0], float(reward[0]), bool(terminated[0]), False, info
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() needs render_mode='rgb_array', e.g. gym.make(id, render_mode='rgb_array')")
+            return None
+        if self._state is None:
+            raise ResetNeeded("call env.reset() before env.render()")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        if self._figure is None:
+            self._figure = Figure(figsize=(4, 4), dpi=100)
+            FigureCanvasAgg(self._figure)
+        self._figure.clear()
+        ax = self._figure.add_subplot()
+        self.draw(ax, self._state[0].numpy())
+        if self._true is not None:
+            ax.set_title("learned (colour) and true (grey)", fontsize=9)
+        self._figure.canvas.draw()
+        return np.asarray(self._figure.canvas.buffer_rgba())[..., :3].copy()
+
+    def close(self):
+        self._figure = None
+
+
+def _check_model(model, system) -> None:
+    """Refuse a learned model that was trained on another system or does not fit its state and controls."""
+    spec = getattr(model, "system_spec", None)
+    if spec is not None and spec != system.spec():
+        raise PhysodeError(f"the model was trained on {spec['name']} {spec['params']}, not on this env's "
+                           f"{system.name} {system.spec()['params']}; use the env of the model's system")
+    if getattr(model, "state_dim", None) != system.state_dim:
+        raise PhysodeError(f"the model has state_dim {getattr(model, 'state_dim', None)}, the env's {system.name} "
+                           f"has {system.state_dim}")
+    if model.control_dim not in (0, system.control_dim):
+        raise PhysodeError(f"the model takes {model.control_dim} controls, the env's {system.name} {system.control_dim}")
+
+
+class PhysodeVectorEnv(VectorEnv):
+    """``num_envs`` copies of a :class:`PhysodeEnv`, stepped together by one batched torch call.
+
+    Made by ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")``. Episodes
+    end by the env's termination or after ``max_episode_steps`` (truncation). Autoreset follows
+    Gymnasium's default ``NEXT_STEP`` mode: the step after an episode ended resets that sub-env (its
+    action is ignored, its reward is 0) and returns the new start. Every sub-env has its own random
+    generator, seeded ``seed + i`` by ``reset(seed=seed)`` as in ``SyncVectorEnv``, so sub-env ``i``
+    matches a single env reset with ``seed + i`` step for step.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, env: PhysodeEnv, num_envs: int, max_episode_steps=None):
+        self.env = env
+        self.num_envs = positive_int(num_envs, "num_envs")
+        self.max_episode_steps = None if max_episode_steps is None else positive_int(max_episode_steps, "max_episode_steps")
+        self.single_observation_space = env.observation_space
+        self.single_action_space = env.action_space
+        self.observation_space = batch_space(env.observation_space, self.num_envs)
+        self.action_space = batch_space(env.action_space, self.num_envs)
+        self.render_mode = None
+        self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
+        self._state = self._true = None
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            if len(seeds) != self.num_envs:
+                raise PhysodeError(f"seed must be an int or {self.num_envs} ints, got {len(seeds)}")
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+            self.action_space.seed(seed if isinstance(seed, int) else seeds[0])
+        states = options.get("states") if options else None
+        if states is not None:
+            states = np.asarray(states, dtype=np.float64)
+            if states.shape != (self.num_envs, self.env.system.state_dim) or not np.isfinite(states).all():
+                raise PhysodeError(f"options['states'] must be finite, of shape ({self.num_envs}, {self.env.system.state_dim})")
+            x = torch.from_numpy(states.copy())
+        else:
+            x = torch.stack([self.env.start_state(rng, None) for rng in self._rngs])
+        self._state = x
+        self._true = x.clone() if self.env.reference else None
+        self._elapsed[:] = 0
+        self._needs_reset[:] = False
+        return self.env.observe(x), self.env.reference_info(x, self._true)
+
+    def step(self, actions):
+        if self._state is None:
+            raise ResetNeeded("call envs.reset() before envs.step()")
+        u = self.env.clip_actions(actions, self.num_envs)
+        x, true, reward, terminated, diverged = self.env.transition(self._state, self._true, u)
+        reward = reward.numpy().astype(np.float64)
+        terminated = terminated.numpy().copy()
+        self._elapsed += 1
+        truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
+        if self._needs_reset.any():  # NEXT_STEP autoreset of the sub-envs whose episode ended last step
+            index = np.flatnonzero(self._needs_reset)
+            starts = torch.stack([self.env.start_state(self._rngs[i], None) for i in index])
+            x = x.clone()
+            x[index] = starts
+            if true is not None:
+                true = true.clone()
+                true[index] = starts
+            reward[index], terminated[index], truncated[index], self._elapsed[index] = 0.0, False, False, 0
+            diverged[index] = False
+        self._state, self._true = x, true
+        self._needs_reset = terminated | truncated
+        info = self.env.reference_info(x, true)
+        if bool(diverged.any()):
+            info["diverged"] = diverged.numpy().copy()
+        return self.env.observe(x), reward, terminated, truncated, info
+
+    def close_extras(self, **kwargs):
+        self.env.close()
+
+
+def wrap_angle(theta: torch.Tensor) -> torch.Tensor:
+    """Angles mapped into ``[-pi, pi)``."""
+    return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi

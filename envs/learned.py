@@ -1,0 +1,95 @@
+"""``physode/Learned-v0``: a trained model as a Gymnasium env, with the truth alongside on request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from physode.checkpoint import load_model
+from physode.errors import PhysodeError
+from physode.models import ContinuousModel, DynamicsModel
+
+from .core import PhysodeEnv
+
+
+class LearnedDynamicsEnv(PhysodeEnv):
+    """The env of the system a model was trained on, stepped by the model instead of the true ODE.
+
+    ## Description
+    Spaces, reward, starting states, episode end and drawing are those of the true env of the model's
+    system (:class:`~physode.envs.PendulumEnv`, :class:`~physode.envs.SpringMassEnv` or
+    :class:`~physode.envs.NBodyEnv`, built with the system's parameters from the checkpoint); each step
+    rolls the learned model out over ``dt`` with the action held constant (zero-order hold). An
+    augmented model restarts its extra dimensions at zero every step (only the state is observed).
+
+    With ``reference=True`` the true system is stepped alongside from the same start with the same
+    actions (open loop: the learned state is never corrected), and ``info`` carries ``true_state`` and
+    ``prediction_error = ||x_hat - x|| / ||x||``, so the drift of the learned model can be watched step by
+    step. A prediction that is not finite ends the episode with ``info["diverged"] = True``.
+
+    ## Arguments
+    ``gym.make("physode/Learned-v0", checkpoint=PATH_OR_MODEL, reference=False, dt=None, solver=None,
+    step_size=None, allow_uncontrolled=False, render_mode=None, **env_kwargs)``:
+
+    * ``checkpoint``: a ``model.pt`` written by :func:`physode.fit`, or a loaded model that carries
+      ``system_spec`` (as :func:`physode.load_model` returns it);
+    * ``dt``: the step (default: a ResNet step model's own ``dt``, else the true env's default);
+    * ``solver``, ``step_size``: override a continuous model's solver (e.g. ``"rk4"``, ``dt``) for speed;
+    * ``allow_uncontrolled``: a model trained without controls ignores the actions; it is refused
+      unless this is True, so that an action never silently does nothing;
+    * ``env_kwargs``: the true env's other arguments (``integrator`` of the reference, bounds, ...).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(self, checkpoint=None, *, reference=False, dt=None, solver=None, step_size=None,
+                 allow_uncontrolled=False, render_mode=None, **env_kwargs):
+        from . import ENV_CLASSES
+
+        if checkpoint is None:
+            raise PhysodeError("LearnedDynamicsEnv needs checkpoint=PATH (a model.pt from physode train) or a loaded model")
+        model = checkpoint if isinstance(checkpoint, DynamicsModel) else load_model(Path(checkpoint))
+        spec = getattr(model, "system_spec", None)
+        if spec is None:
+            raise PhysodeError("the model does not say which system it was trained on; load it with physode.load_model "
+                               "from a model.pt written by physode.fit")
+        if not model.control_dim and not allow_uncontrolled:
+            raise PhysodeError("the model was trained without controls, so actions would do nothing: train on data "
+                               "with controls (physode simulate --controls random) or pass allow_uncontrolled=True")
+        if isinstance(model, ContinuousModel) and solver is not None:
+            model.solver, model.step_size = solver, step_size if step_size is not None else model.step_size
+        if dt is None and hasattr(model, "dt"):
+            dt = model.dt
+        if dt is not None:
+            env_kwargs["dt"] = dt
+        self.task = ENV_CLASSES[spec["name"]](**spec["params"], **env_kwargs)
+        task = self.task
+        super().__init__(task.system, task.action_bound, dt=task.dt, integrator=task.integrator,
+                         step_size=task.step_size, rtol=task.rtol, atol=task.atol, max_speed=task.max_speed,
+                         dynamics=model, reference=reference, render_mode=render_mode)
+        self.model = model
+
+    # the task is the true env's
+    def observation_bound(self):
+        return self.task.observation_bound()
+
+    def sample_start(self, rng):
+        return self.task.sample_start(rng)
+
+    def reward(self, x, u, x_next):
+        return self.task.reward(x, u, x_next)
+
+    def terminal(self, x):
+        return self.task.terminal(x)
+
+    def observe(self, x):
+        return self.task.observe(x)
+
+    def draw(self, ax, x):
+        if self._true is not None:  # the truth in grey underneath
+            self.task._trail = [self._true[0].numpy()]
+            self.task.draw(ax, self._true[0].numpy())
+            for line in ax.lines:
+                line.set_color("0.6")
+        self.task._trail = getattr(self, "_trail", [x])
+        self.task.draw(ax, x)

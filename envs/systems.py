@@ -1,0 +1,203 @@
+"""The true-dynamics environments: ``physode/Pendulum-v0``, ``physode/SpringMass-v0``, ``physode/NBody-v0``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from physode.checks import positive_float
+from physode.systems import NBody, Pendulum, SpringMass
+
+from .core import PhysodeEnv, wrap_angle
+
+#: ``gym.make("physode/Pendulum-v0", **PENDULUM_V1)`` steps exactly like Gymnasium's ``Pendulum-v1``
+#: (a uniform rod, g = 10, dt = 0.05, semi-implicit Euler, speed clipped to 8 and torque to 2), with
+#: physode's angle convention (``theta = 0`` down, so Pendulum-v1's angle is ``theta - pi``).
+PENDULUM_V1 = {"gravity": 10.0, "length": 1.0, "mass": 1.0, "rod": True, "dt": 0.05,
+               "integrator": "semi_implicit_euler", "max_speed": 8.0, "max_torque": 2.0}
+
+
+class PendulumEnv(PhysodeEnv):
+    """Swing a pendulum up and balance it: :class:`physode.Pendulum` as a Gymnasium env.
+
+    ## Description
+    A pendulum (a point mass on a massless rod, or a uniform rod with ``rod=True``) hangs from a pivot
+    and is driven by a torque at the pivot. The goal is to swing it up and keep it upright.
+
+    ## Action Space
+    ``Box(-max_torque, max_torque, (1,), float32)``: the torque (N m); actions outside are clipped.
+
+    ## Observation Space
+    ``Box((-pi, -max_speed), (pi, max_speed), (2,), float32)``: ``theta`` (rad, 0 hanging down, wrapped to
+    ``[-pi, pi)``) and ``omega`` (rad/s; unbounded when ``max_speed`` is None).
+
+    ## Rewards
+    ``r = -(angle(theta - pi)^2 + 0.1 omega^2 + 0.001 u^2)`` on the state before the step, with angle() wrapping to
+    ``[-pi, pi)``: 0 upright at rest, about -16.3 at worst with the default bounds (Pendulum-v1's cost).
+
+    ## Starting State
+    Drawn from :meth:`physode.Pendulum.sample_initial_states` (swings below 90% of the separatrix
+    energy), or ``reset(options={"state": [theta, omega]})``.
+
+    ## Episode End
+    Never terminates; truncated after 200 steps (``max_episode_steps``).
+
+    ## Arguments
+    ``gym.make("physode/Pendulum-v0", dt=0.05, integrator="rk4", step_size=None, max_torque=2.0,
+    max_speed=None, gravity=9.81, length=1.0, mass=1.0, damping=0.0, rod=False, render_mode=None)``;
+    ``integrator`` is ``"semi_implicit_euler"`` or any :func:`physode.simulate` method (``"rk4"`` at
+    ``step_size=dt`` by default). ``PENDULUM_V1`` holds the arguments that reproduce ``Pendulum-v1``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(self, render_mode=None, *, dt=0.05, integrator="rk4", step_size=None, rtol=1e-8, atol=1e-8,
+                 max_torque=2.0, max_speed=None, gravity=9.81, length=1.0, mass=1.0, damping=0.0, rod=False,
+                 dynamics=None, reference=False):
+        super().__init__(Pendulum(gravity, length, mass, damping, rod), max_torque, dt=dt, integrator=integrator,
+                         step_size=step_size, rtol=rtol, atol=atol, max_speed=max_speed, dynamics=dynamics,
+                         reference=reference, render_mode=render_mode)
+
+    def observation_bound(self):
+        return np.array([math.pi, np.inf if self.max_speed is None else self.max_speed])
+
+    def observe(self, x):
+        return torch.stack([wrap_angle(x[:, 0]), x[:, 1]], dim=1).to(torch.float32).numpy()
+
+    def reward(self, x, u, x_next):
+        return -(wrap_angle(x[:, 0] - math.pi) ** 2 + 0.1 * x[:, 1] ** 2 + 0.001 * u[:, 0] ** 2)
+
+    def draw(self, ax, x):
+        length = self.system.params.length
+        tip = (length * math.sin(x[0]), -length * math.cos(x[0]))
+        ax.plot([0, tip[0]], [0, tip[1]], color="tab:red", lw=6 if self.system.params.rod else 2, solid_capstyle="round")
+        if not self.system.params.rod:
+            ax.plot(*tip, "o", color="tab:red", ms=14)
+        ax.plot(0, 0, "ko", ms=5)
+        _frame(ax, 1.2 * length)
+
+
+class SpringMassEnv(PhysodeEnv):
+    """Bring a chain of masses between two walls to rest: :class:`physode.SpringMass` as a Gymnasium env.
+
+    ## Description
+    ``n_masses`` masses joined by springs, with fixed walls at both ends; a force acts on each mass.
+    The goal is to damp the oscillation out with little force.
+
+    ## Action Space
+    ``Box(-max_force, max_force, (n_masses,), float32)``: one force per mass; clipped.
+
+    ## Observation Space
+    ``Box(-inf, inf, (2 n_masses,), float32)``: displacements from rest, then velocities.
+
+    ## Rewards
+    ``r = -(|q|^2 + 0.1 |v|^2 + 0.001 |u|^2)`` on the state before the step: 0 at rest.
+
+    ## Starting State
+    :meth:`physode.SpringMass.sample_initial_states` (displacements and velocities in [-1, 1]), or
+    ``reset(options={"state": [...]})``.
+
+    ## Episode End
+    Never terminates; truncated after 200 steps (``max_episode_steps``).
+
+    ## Arguments
+    ``gym.make("physode/SpringMass-v0", dt=0.1, integrator="rk4", step_size=None, max_force=1.0,
+    stiffness=1.0, mass=1.0, damping=0.0, n_masses=1, render_mode=None)``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(self, render_mode=None, *, dt=0.1, integrator="rk4", step_size=None, rtol=1e-8, atol=1e-8,
+                 max_force=1.0, stiffness=1.0, mass=1.0, damping=0.0, n_masses=1, dynamics=None, reference=False):
+        super().__init__(SpringMass(stiffness, mass, damping, n_masses), max_force, dt=dt, integrator=integrator,
+                         step_size=step_size, rtol=rtol, atol=atol, dynamics=dynamics, reference=reference,
+                         render_mode=render_mode)
+
+    def reward(self, x, u, x_next):
+        n = self.system.position_dim
+        return -((x[:, :n] ** 2).sum(1) + 0.1 * (x[:, n:] ** 2).sum(1) + 0.001 * (u**2).sum(1))
+
+    def draw(self, ax, x):
+        n = self.system.position_dim
+        rest = np.arange(1, n + 1, dtype=float)
+        where = np.concatenate([[0.0], rest + x[:n], [n + 1.0]])
+        ax.plot(where, np.zeros_like(where), color="0.5", lw=1, zorder=1)
+        ax.scatter(where[1:-1], np.zeros(n), s=300, marker="s", color="tab:blue", zorder=2)
+        ax.axvline(0, color="k", lw=4)
+        ax.axvline(n + 1, color="k", lw=4)
+        ax.set_xlim(-0.5, n + 1.5)
+        ax.set_ylim(-1, 1)
+        ax.set_yticks([])
+
+
+class NBodyEnv(PhysodeEnv):
+    """Keep a gravitating cluster together: :class:`physode.NBody` as a Gymnasium env.
+
+    ## Description
+    ``n_bodies`` point masses under Newtonian gravity in ``dim`` dimensions, each pushed by a thrust
+    (an acceleration). The goal is to keep the cluster compact with little thrust.
+
+    ## Action Space
+    ``Box(-max_acceleration, max_acceleration, (n_bodies * dim,), float32)``: one acceleration per body
+    and axis, body by body; clipped.
+
+    ## Observation Space
+    ``Box(-inf, inf, (2 n_bodies dim,), float32)``: all positions, then all velocities.
+
+    ## Rewards
+    ``r = -(mean_i |q_i - q_com|^2 + 0.001 |u|^2)`` on the state after the step.
+
+    ## Starting State
+    :meth:`physode.NBody.sample_initial_states` (a perturbed rotating ring: bound, well separated,
+    zero total momentum), or ``reset(options={"state": [...]})``.
+
+    ## Episode End
+    Terminates when a body is farther than ``escape_radius`` from the centre of mass; truncated after
+    400 steps (``max_episode_steps``).
+
+    ## Arguments
+    ``gym.make("physode/NBody-v0", dt=0.05, integrator="rk4", step_size=None, max_acceleration=0.1,
+    escape_radius=10.0, n_bodies=3, dim=2, masses=None, gravity=1.0, softening=0.0, render_mode=None)``.
+    Close encounters need small steps: prefer ``integrator="dopri5"`` for accuracy.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(self, render_mode=None, *, dt=0.05, integrator="rk4", step_size=None, rtol=1e-8, atol=1e-8,
+                 max_acceleration=0.1, escape_radius=10.0, n_bodies=3, dim=2, masses=None, gravity=1.0,
+                 softening=0.0, dynamics=None, reference=False):
+        self.escape_radius = positive_float(escape_radius, "escape_radius")
+        super().__init__(NBody(n_bodies, dim, masses, gravity, softening), max_acceleration, dt=dt,
+                         integrator=integrator, step_size=step_size, rtol=rtol, atol=atol, dynamics=dynamics,
+                         reference=reference, render_mode=render_mode)
+
+    def _offsets(self, x):
+        """``(N, n, dim)`` positions relative to the centre of mass."""
+        q = self.system._bodies(x[:, : self.system.position_dim])
+        m = self.system.masses(like=x)[None, :, None]
+        return q - (m * q).sum(1, keepdim=True) / m.sum()
+
+    def reward(self, x, u, x_next):
+        return -((self._offsets(x_next) ** 2).sum(-1).mean(1) + 0.001 * (u**2).sum(1))
+
+    def terminal(self, x):
+        return (self._offsets(x).norm(dim=-1) > self.escape_radius).any(dim=1)
+
+    def draw(self, ax, x):
+        p = self.system.params
+        trail = np.array(getattr(self, "_trail", [x]))[:, : p.n_bodies * p.dim].reshape(-1, p.n_bodies, p.dim)
+        for i in range(p.n_bodies):
+            ax.plot(trail[:, i, 0], trail[:, i, 1] if p.dim > 1 else 0 * trail[:, i, 0], lw=1, color=f"C{i}")
+            ax.plot(trail[-1, i, 0], trail[-1, i, 1] if p.dim > 1 else 0, "o", color=f"C{i}", ms=8)
+        _frame(ax, max(2.0, float(np.abs(trail).max()) * 1.1))
+
+
+def _frame(ax, half: float) -> None:
+    ax.set_xlim(-half, half)
+    ax.set_ylim(-half, half)
+    ax.set_aspect("equal")
