@@ -1,0 +1,234 @@
+"""Gymnasium envs: the API checker, the physics against independent references, Pendulum-v1 parity,
+vector envs against single envs, the learned env against its model and the truth, and bad input."""
+
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import physode
+import physode.envs  # noqa: F401  (registers the ids)
+from physode import PhysodeError, TrajectoryDataset, simulate
+from physode.envs import PENDULUM_V1, LearnedDynamicsEnv, PendulumEnv, SpringMassEnv
+from physode.models import DynamicsModel
+from physode.train import TrainConfig, build_model, fit
+
+TRUE_IDS = ["physode/Pendulum-v0", "physode/SpringMass-v0", "physode/NBody-v0"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A small NeuralODE trained briefly on controlled pendulum data."""
+    data = TrajectoryDataset.generate(physode.Pendulum(), 24, t_end=2.0, dt=0.05, controls="random", seed=0)
+    torch.manual_seed(0)
+    model = build_model("node", data, hidden=16)
+    out = tmp_path_factory.mktemp("learned")
+    fit(model, data, TrainConfig(steps=40, val_every=20, seed=0), out_dir=out)
+    return out / "model.pt"
+
+
+def _check(env):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Gymnasium's advice on unbounded and asymmetric boxes
+        check_env(env.unwrapped)
+
+
+@pytest.mark.parametrize("env_id", TRUE_IDS)
+def test_true_envs_pass_the_gymnasium_checker_and_render(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    _check(env)
+    assert env.spec.max_episode_steps in (200, 400)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape == (400, 400, 3) and frame.std() > 0
+
+
+def test_learned_env_passes_the_checker(checkpoint):
+    _check(gym.make("physode/Learned-v0", checkpoint=str(checkpoint), reference=True, render_mode="rgb_array"))
+
+
+def test_a_pendulum_step_is_the_true_flow_over_dt():
+    """RK4 steps against physode's dopri8 at 1e-14 (itself checked against closed forms): 4th-order convergence."""
+    start, dt = np.array([2.0, -1.0]), torch.tensor([0.0, 0.05], dtype=torch.float64)
+    actions = [np.array([0.5 * np.sin(k)], dtype=np.float32) for k in range(40)]
+    x = torch.tensor(start)[None]
+    for action in actions:
+        x = simulate(physode.Pendulum(), x, dt, u=torch.tensor(action, dtype=torch.float64)[None])[:, 1]
+    errors = []
+    for step_size in (None, 0.0125):  # the default is one RK4 step per env step
+        env = PendulumEnv(dt=0.05, step_size=step_size)
+        env.reset(options={"state": start})
+        for action in actions:
+            obs, *_ = env.step(action)
+        errors.append(np.abs(env._state[0].numpy() - x[0].numpy()).max())
+    assert errors[0] < 1e-4 and errors[1] < errors[0] / 100  # (1/4)^4 = 1/256
+    wrapped = (x[0, 0] + np.pi) % (2 * np.pi) - np.pi
+    np.testing.assert_allclose(obs, [wrapped, x[0, 1]], atol=1e-4)
+
+
+def test_spring_reward_and_energy_without_action():
+    env = SpringMassEnv(dt=0.1, integrator="dopri5", n_masses=2)
+    obs, _ = env.reset(seed=3)
+    energy = env.system.energy(torch.tensor(obs, dtype=torch.float64))
+    for _ in range(50):
+        before = obs
+        obs, reward, *_ = env.step(np.zeros(2, dtype=np.float32))
+        assert reward == pytest.approx(-((before[:2] ** 2).sum() + 0.1 * (before[2:] ** 2).sum()), rel=1e-5)
+    assert env.system.energy(torch.tensor(obs, dtype=torch.float64)) == pytest.approx(energy.item(), rel=1e-5)
+
+
+def test_the_pendulum_v1_configuration_matches_gymnasium_step_for_step():
+    """From the same state, every step agrees to 1e-7 (Pendulum-v1 adds its torque term in float32, about
+    1e-8 per step); left to run on their own for 50 steps, the two stay within 1e-5."""
+    theirs = gym.make("Pendulum-v1").unwrapped
+    ours = gym.make("physode/Pendulum-v0", **PENDULUM_V1).unwrapped
+    rng = np.random.default_rng(0)
+    clipped = 0
+    for episode in range(3):
+        theirs.reset(seed=episode)
+        theta, omega = theirs.state
+        ours.reset(options={"state": [theta + np.pi, omega]})  # Pendulum-v1 measures theta from the top
+        for k in range(200):
+            if k >= 50:  # from here on, restart ours from their state before each step
+                ours.reset(options={"state": [theirs.state[0] + np.pi, theirs.state[1]]})
+            action = rng.uniform(-3, 3, 1).astype(np.float32)  # beyond the bounds too: both clip
+            obs_t, reward_t, *_ = theirs.step(action)
+            obs_o, reward_o, *_ = ours.step(action)
+            tol = 1e-5 if k < 50 else 1e-7
+            np.testing.assert_allclose(ours._state[0].numpy() - [np.pi, 0.0], theirs.state, atol=tol, rtol=0)
+            th = obs_o[0] - np.pi
+            np.testing.assert_allclose([np.cos(th), np.sin(th), obs_o[1]], obs_t, atol=1e-5)
+            assert reward_o == pytest.approx(reward_t, abs=tol)
+            clipped += abs(theirs.state[1]) == 8.0
+    assert clipped > 0  # the speed limit was hit, and matched
+    assert ours.observation_space.high[1] == 8.0 and ours.action_space.high[0] == 2.0
+
+
+@pytest.mark.parametrize("env_id", ["physode/Pendulum-v0", "physode/NBody-v0"])
+def test_a_vector_env_matches_single_envs_step_for_step_across_autoresets(env_id):
+    n, steps = 3, 5
+    vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", max_episode_steps=steps)
+    sync = gym.vector.SyncVectorEnv([lambda: gym.make(env_id, max_episode_steps=steps) for _ in range(n)])
+    obs_v, _ = vec.reset(seed=7)
+    obs_s, _ = sync.reset(seed=7)
+    np.testing.assert_allclose(obs_v, obs_s, atol=1e-6)
+    rng = np.random.default_rng(1)
+    resets = 0
+    for _ in range(2 * steps + 3):
+        actions = rng.uniform(-1, 1, vec.action_space.shape).astype(np.float32)
+        out_v, out_s = vec.step(actions), sync.step(actions)
+        for a, b in zip(out_v[:4], out_s[:4], strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+        resets += int(out_v[3].sum())
+    assert resets == 2 * n  # both episode ends happened and were reset the same way
+
+
+def test_learned_env_steps_the_model_and_reports_its_drift(checkpoint):
+    env = LearnedDynamicsEnv(checkpoint, reference=True, integrator="dopri5", rtol=1e-10, atol=1e-10)
+    model = physode.load_model(checkpoint)
+    obs, _ = env.reset(seed=0)
+    x_hat = x = torch.tensor(env._state[0].numpy())[None]
+    dt = torch.tensor([0.0, env.dt], dtype=torch.float64)
+    errors = []
+    for k in range(20):
+        action = np.array([np.cos(k)], dtype=np.float32)
+        u = torch.tensor(action, dtype=torch.float64)[None]
+        obs, _, _, _, info = env.step(action)
+        x_hat = model.rollout(x_hat, dt, u)[:, 1].double()
+        x = simulate(env.system, x, dt, u=u)[:, 1]
+        np.testing.assert_allclose(env._state[0].numpy(), x_hat[0].detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(info["true_state"], x[0].numpy(), atol=1e-8)
+        expected = ((x_hat - x).norm() / x.norm()).item()
+        assert info["prediction_error"] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+        errors.append(info["prediction_error"])
+    assert errors[-1] > 0  # a 40-step model is not the truth
+    vec = gym.make_vec("physode/Learned-v0", num_envs=4, vectorization_mode="vector_entry_point",
+                       checkpoint=str(checkpoint), reference=True)
+    vec.reset(seed=0)
+    _, _, _, _, info = vec.step(np.zeros((4, 1), dtype=np.float32))
+    assert info["prediction_error"].shape == (4,) and info["true_state"].shape == (4, 2)
+
+
+class _Exploding(DynamicsModel):
+    """A 'model' whose every prediction is NaN."""
+
+    def __init__(self):
+        super().__init__(2, 1)
+        self.system_spec = physode.Pendulum().spec()
+
+    def rollout(self, x0, t, u=None):
+        return torch.full((x0.shape[0], len(t), 2), float("nan"))
+
+
+def test_a_diverging_model_ends_the_episode_with_finite_observations():
+    env = LearnedDynamicsEnv(_Exploding())
+    obs, _ = env.reset(seed=0)
+    nxt, _, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
+    assert terminated and info["diverged"] and np.array_equal(nxt, obs)
+
+
+def test_nbody_terminates_when_a_body_escapes():
+    env = gym.make("physode/NBody-v0").unwrapped
+    x = env.system.sample_initial_states(1, seed=0)[0].numpy()
+    env.reset(options={"state": x})
+    assert not env.step(np.zeros(6, np.float32))[2]
+    x[0] = 50.0  # the first body far out
+    env.reset(options={"state": x})
+    assert env.step(np.zeros(6, np.float32))[2]
+
+
+def test_bad_input_gets_clear_errors(checkpoint, tmp_path):
+    env = PendulumEnv()
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(np.zeros(1, np.float32))
+    env.reset(seed=0)
+    with pytest.raises(gym.error.InvalidAction, match=r"shape \(1,\)"):
+        env.step(np.zeros(2, np.float32))
+    with pytest.raises(gym.error.InvalidAction, match="NaN"):
+        env.step(np.array([np.nan], np.float32))
+    with pytest.raises(gym.error.InvalidAction, match="numbers"):
+        env.step("left")
+    with pytest.raises(PhysodeError, match=r"options\['state'\]"):
+        env.reset(options={"state": [0.0, np.inf]})
+    with pytest.raises(PhysodeError, match="integrator"):
+        PendulumEnv(integrator="rk5")
+    with pytest.raises(PhysodeError, match="dt"):
+        PendulumEnv(dt=0.0)
+    with pytest.raises(gym.error.Error):
+        gym.make("physode/Pendulum-v9")
+    with pytest.raises(PhysodeError, match="trained on pendulum"):
+        SpringMassEnv(dynamics=physode.load_model(checkpoint))
+    with pytest.raises(PhysodeError, match="trained on pendulum"):
+        PendulumEnv(length=2.0, dynamics=physode.load_model(checkpoint))
+    with pytest.raises(PhysodeError, match="checkpoint"):
+        gym.make("physode/Learned-v0")
+    with pytest.raises(PhysodeError, match="allow_uncontrolled"):
+        LearnedDynamicsEnv(_uncontrolled())
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(PhysodeError, match="junk.pt"):
+        LearnedDynamicsEnv(tmp_path / "junk.pt")
+    vec = gym.make_vec("physode/Pendulum-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(gym.error.ResetNeeded):
+        vec.step(np.zeros((2, 1), np.float32))
+    vec.reset(seed=0)
+    with pytest.raises(gym.error.InvalidAction, match=r"shape \(2, 1\)"):
+        vec.step(np.zeros((3, 1), np.float32))
+
+
+def _uncontrolled():
+    model = physode.NeuralODE(2)
+    model.system_spec = physode.Pendulum().spec()
+    return model
+
+
+def test_the_module_prefix_imports_physode_envs_by_itself():
+    code = "import gymnasium as g; e = g.make('physode.envs:physode/SpringMass-v0'); print(e.reset(seed=0)[0].shape)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.strip() == "(2,)"
