@@ -86,9 +86,9 @@ class PhysodeEnv(gym.Env):
         """``(D,)`` upper bounds of the observation (the lower bounds are their negatives)."""
         return np.full(self.system.state_dim, np.inf)
 
-    def sample_start(self, rng: np.random.Generator) -> torch.Tensor:
+    def sample_start(self, rng: np.random.Generator) -> np.ndarray:
         """One start state ``(D,)`` from the env's generator (default: the system's own distribution)."""
-        return self.system.sample_initial_states(1, seed=rng)[0]
+        return self.system.sample_initial_states(1, seed=rng)[0].numpy()
 
     def reward(self, x: torch.Tensor, u: torch.Tensor, x_next: torch.Tensor) -> torch.Tensor:
         """``(N,)`` rewards of the steps ``x -> x_next`` under the clipped actions ``u``."""
@@ -111,15 +111,15 @@ class PhysodeEnv(gym.Env):
         """Checked, clipped actions ``(n, C)`` in float64 from ``(C,)`` (n == 1) or ``(n, C)``."""
         shape = (self.system.control_dim,) if n == 1 else (n, self.system.control_dim)
         try:
-            a = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError):
+            a = torch.as_tensor(np.asarray(action), dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
             raise gym.error.InvalidAction(f"action must be numbers of shape {shape}, got {action!r}") from None
         if a.shape != shape and not (n == 1 and a.shape == (1, self.system.control_dim)):
-            raise gym.error.InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
-        if not np.isfinite(a).all():
-            raise gym.error.InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
-        a = np.clip(a, -self.action_bound, self.action_bound)
-        return torch.from_numpy(a.reshape(n, self.system.control_dim))
+            raise gym.error.InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), "
+                                          f"got {tuple(a.shape)}")
+        if not bool(torch.isfinite(a).all()):
+            raise gym.error.InvalidAction(f"action contains NaN or inf: {a.tolist() if a.numel() < 10 else '...'}")
+        return a.reshape(n, self.system.control_dim).clamp(-self.action_bound, self.action_bound)
 
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
         """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
@@ -149,9 +149,11 @@ class PhysodeEnv(gym.Env):
         last finite state, so every observation stays a number.
         """
         x_next = self.advance(x, u)
-        diverged = ~torch.isfinite(x_next).all(dim=1)
-        if bool(diverged.any()):
-            x_next = torch.where(diverged[:, None], x, x_next)
+        diverged = torch.zeros(x.shape[0], dtype=torch.bool)
+        if self.dynamics is not None:  # the true dynamics never go non-finite (simulate raises SolverError)
+            diverged = ~torch.isfinite(x_next).all(dim=1)
+            if bool(diverged.any()):
+                x_next = torch.where(diverged[:, None], x, x_next)
         true_next = None if true is None else self.advance(true, u, learned=False)
         reward = self.reward(x, u, x_next)
         return x_next, true_next, reward, self.terminal(x_next) | diverged, diverged
@@ -163,20 +165,20 @@ class PhysodeEnv(gym.Env):
         error = (x - true).norm(dim=1) / true.norm(dim=1).clamp_min(1e-12)
         return {"true_state": true.numpy().copy(), "prediction_error": error.numpy().copy()}
 
-    def start_state(self, rng: np.random.Generator, options) -> torch.Tensor:
+    def start_state(self, rng: np.random.Generator, options) -> np.ndarray:
         """The start ``(D,)``: ``options["state"]`` when given (checked), else :meth:`sample_start`."""
         if options and "state" in options:
             x = np.asarray(options["state"], dtype=np.float64)
             if x.shape != (self.system.state_dim,) or not np.isfinite(x).all():
                 raise PhysodeError(f"options['state'] must be {self.system.state_dim} finite numbers "
                                    f"({', '.join(self.system.state_names)}), got {options['state']!r}")
-            return torch.from_numpy(x.copy())
-        return self.sample_start(rng).to(torch.float64)
+            return x.copy()
+        return np.asarray(self.sample_start(rng), dtype=np.float64)
 
     # ---- the Gymnasium API of one env ----
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        x = self.start_state(self.np_random, options)[None]
+        x = torch.from_numpy(self.start_state(self.np_random, options))[None]
         self._state = x
         self._true = x.clone() if self.reference else None
         self._trail = [x[0].numpy()]
@@ -272,7 +274,7 @@ class PhysodeVectorEnv(VectorEnv):
                 raise PhysodeError(f"options['states'] must be finite, of shape ({self.num_envs}, {self.env.system.state_dim})")
             x = torch.from_numpy(states.copy())
         else:
-            x = torch.stack([self.env.start_state(rng, None) for rng in self._rngs])
+            x = torch.from_numpy(np.stack([self.env.start_state(rng, None) for rng in self._rngs]))
         self._state = x
         self._true = x.clone() if self.env.reference else None
         self._elapsed[:] = 0
@@ -290,7 +292,7 @@ class PhysodeVectorEnv(VectorEnv):
         truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
         if self._needs_reset.any():  # NEXT_STEP autoreset of the sub-envs whose episode ended last step
             index = np.flatnonzero(self._needs_reset)
-            starts = torch.stack([self.env.start_state(self._rngs[i], None) for i in index])
+            starts = torch.from_numpy(np.stack([self.env.start_state(self._rngs[i], None) for i in index]))
             x = x.clone()
             x[index] = starts
             if true is not None:

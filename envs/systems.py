@@ -38,8 +38,9 @@ class PendulumEnv(PhysodeEnv):
     ``[-pi, pi)``: 0 upright at rest, about -16.3 at worst with the default bounds (Pendulum-v1's cost).
 
     ## Starting State
-    Drawn from :meth:`physode.Pendulum.sample_initial_states` (swings below 90% of the separatrix
-    energy), or ``reset(options={"state": [theta, omega]})``.
+    ``theta ~ U(-pi, pi)``, ``omega ~ U(-1, 1)`` as in ``Pendulum-v1``, or ``reset(options={"state": [theta, omega]})``.
+    (Datasets from :func:`physode.simulate` start from the system's own distribution: swings below
+    the separatrix. A learned env may thus start where its model saw no data; pass a start to avoid it.)
 
     ## Episode End
     Never terminates; truncated after 200 steps (``max_episode_steps``).
@@ -63,6 +64,9 @@ class PendulumEnv(PhysodeEnv):
 
     def observation_bound(self):
         return np.array([math.pi, np.inf if self.max_speed is None else self.max_speed])
+
+    def sample_start(self, rng):
+        return np.array([rng.uniform(-math.pi, math.pi), rng.uniform(-1.0, 1.0)])
 
     def observe(self, x):
         return torch.stack([wrap_angle(x[:, 0]), x[:, 1]], dim=1).to(torch.float32).numpy()

@@ -46,3 +46,10 @@ def test_compare_all_quick(tmp_path):
     assert "| node |" in (tmp_path / "compare_spring_mass_smoke.md").read_text()
     for figure in ("vector_field_node", "phase_portraits", "error_vs_horizon"):
         assert (tmp_path / f"spring_mass_{figure}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_envs_quick(tmp_path):
+    out = run("bench_envs.py", "--results", str(tmp_path))
+    rows = json.loads((tmp_path / "bench_envs_quick.json").read_text())["rows"]
+    assert "Pendulum-v1" in out and len(rows) == 5 and all(r["steps_per_s"] > 0 for r in rows)
+    assert rows[0]["vs_baseline"] == 1.0
