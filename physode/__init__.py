@@ -12,6 +12,7 @@ The public API, re-exported from one place:
 """
 
 from .data import TrajectoryDataset
+from .collect import collect
 from .evaluate import Report, compare
 from .errors import FileFormatError, PhysodeError, SolverError, UnknownNameError
 from .checkpoint import load_model, save_checkpoint
@@ -46,6 +47,7 @@ __all__ = [
     "TrainResult",
     "__version__",
     "build_model",
+    "collect",
     "compare",
     "fit",
     "load_model",

@@ -14,6 +14,7 @@ import time
 import torch
 
 from . import __version__
+from .collect import POLICIES, collect
 from .data import TrajectoryDataset
 from .errors import PhysodeError
 from .evaluate import REFERENCES
@@ -89,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
     comp.set_defaults(run=_compare)
 
+    rec = commands.add_parser("collect", help="record episodes of any Gymnasium env (Box spaces) as a dataset (.npz)")
+    rec.add_argument("--env", required=True, help="a Gymnasium id, e.g. Pendulum-v1 or physode/Pendulum-v0")
+    rec.add_argument("--episodes", type=int, required=True, help="how many episodes to record")
+    rec.add_argument("--policy", choices=POLICIES, default="random", help="random (default) or zero actions")
+    rec.add_argument("--max-steps", type=int, default=None, help="steps per episode (default: the env's limit)")
+    rec.add_argument("--dt", type=float, default=None, help="seconds between steps (default: the env's dt)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the env and the policy (default 0)")
+    rec.add_argument("-o", "--out", required=True, help="output .npz file")
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.set_defaults(run=_collect)
+
     draw = commands.add_parser("plot", help="redraw the report and every figure of a run folder")
     draw.add_argument("run_dir", help="a folder written by `physode compare`")
     draw.set_defaults(run=lambda args: print(f"redrew {redraw(args.run_dir)}/figures and the report"))
@@ -116,8 +128,14 @@ def _train(args) -> None:
     model = build_model(args.model, dataset)
     result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
                  resume=args.resume)
-    print(f"trained {args.model} on {dataset.system_spec['name']}: {result.steps} steps in {result.seconds:.1f}s, "
+    print(f"trained {args.model} on {dataset.name}: {result.steps} steps in {result.seconds:.1f}s, "
           f"best validation error {result.best_val_error:.3g} (stopped: {result.stopped}); wrote {args.out}/model.pt")
+
+
+def _collect(args) -> None:
+    dataset = collect(args.env, args.episodes, args.policy, seed=args.seed, max_steps=args.max_steps, dt=args.dt,
+                      progress=not args.quiet and sys.stderr.isatty())
+    print(f"wrote {dataset.save(args.out)}: {dataset.summary()}")
 
 
 def _compare(args) -> None:

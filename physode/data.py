@@ -37,18 +37,19 @@ class TrajectoryDataset:
         u: controls ``(N, T-1, C)``, ``u[:, k]`` held over ``[t_k, t_{k+1})``, or None.
         split: ``(N,)`` codes, 0 = train, 1 = val, 2 = test.
         t_train: training horizon; times ``<= t_train`` are for training, later ones for extrapolation.
-        system_spec: ``{"name", "params"}`` of the generating system.
+        system_spec: ``{"name", "params"}`` of the generating system, or None for recorded data (e.g.
+            :func:`physode.collect` from a Gymnasium env), which then names its source in ``meta["source"]``.
         meta: how it was made (seed, grid, noise_std, dt, t_end, ...).
     """
 
-    def __init__(self, t, x, system_spec: dict, *, x_clean=None, u=None, split=None, t_train=None, meta=None):
-        system = system_from_spec(system_spec)
-        self.system_spec = system.spec()
+    def __init__(self, t, x, system_spec: dict | None, *, x_clean=None, u=None, split=None, t_train=None, meta=None):
+        system = None if system_spec is None else system_from_spec(system_spec)
+        self.system_spec = None if system is None else system.spec()
+        self.meta = dict(meta or {})
         self.x = as_float_tensor(x, "x")
-        if self.x.ndim != 3 or self.x.shape[2] != system.state_dim or 0 in self.x.shape[:2]:
-            raise PhysodeError(
-                f"x must have shape (N, T, {system.state_dim}) for {system.name}, got {tuple(self.x.shape)}"
-            )
+        dim = self.x.shape[-1] if system is None else system.state_dim
+        if self.x.ndim != 3 or self.x.shape[2] != dim or 0 in self.x.shape:
+            raise PhysodeError(f"x must have shape (N, T, {dim}) for {self.name}, got {tuple(self.x.shape)}")
         n, n_times, _ = self.x.shape
         self.t = time_grid(t, "t", n_trajectories=n)
         if self.t.shape[-1] != n_times:
@@ -57,10 +58,10 @@ class TrajectoryDataset:
         if self.x_clean.shape != self.x.shape:
             raise PhysodeError(f"x_clean must have the shape of x {tuple(self.x.shape)}, got {tuple(self.x_clean.shape)}")
         self.u = None if u is None else as_float_tensor(u, "u")
-        if self.u is not None and self.u.shape != (n, n_times - 1, system.control_dim):
-            raise PhysodeError(
-                f"u must have shape ({n}, {n_times - 1}, {system.control_dim}), got {tuple(self.u.shape)}"
-            )
+        if self.u is not None:
+            controls = self.u.shape[-1] if system is None else system.control_dim
+            if self.u.shape != (n, n_times - 1, controls) or controls == 0:
+                raise PhysodeError(f"u must have shape ({n}, {n_times - 1}, {controls or 'C'}), got {tuple(self.u.shape)}")
         split = np.zeros(n, dtype=np.int64) if split is None else np.asarray(split)
         if split.shape != (n,) or split.dtype.kind not in "iu" or not np.isin(split, (0, 1, 2)).all():
             raise PhysodeError(f"split must be {n} codes in {{0, 1, 2}} (train, val, test), got {split!r}")
@@ -71,7 +72,6 @@ class TrajectoryDataset:
             raise PhysodeError(
                 f"t_train must lie in ({first:g}, {last:g}], within every trajectory's times; got {t_train!r}"
             )
-        self.meta = dict(meta or {})
 
     # ------------------------------------------------------------------ generation
     @classmethod
@@ -150,7 +150,15 @@ class TrajectoryDataset:
     @property
     def system(self) -> System:
         """The generating system, rebuilt from :attr:`system_spec`."""
+        if self.system_spec is None:
+            raise PhysodeError(f"this dataset was recorded from {self.name}, not simulated from a physode system, so "
+                               "there is no true vector field to compare with; this needs a dataset from physode simulate")
         return system_from_spec(self.system_spec)
+
+    @property
+    def name(self) -> str:
+        """The system's name, or the source of recorded data (``meta["source"]``, e.g. a Gymnasium env id)."""
+        return self.system_spec["name"] if self.system_spec else str(self.meta.get("source", "an external source"))
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -214,7 +222,7 @@ class TrajectoryDataset:
         noise = self.meta.get("noise_std", 0.0)
         controls = "" if self.u is None else f", controls {self.u.shape[2]}"
         return (
-            f"{self.system_spec['name']}: {len(self)} trajectories x {self.n_times} times x {self.state_dim} states, "
+            f"{self.name}: {len(self)} trajectories x {self.n_times} times x {self.state_dim} states, "
             f"{'irregular' if self.irregular else 'regular'} grid to t={float(self.t[..., -1].max()):g}, "
             f"t_train={self.t_train:g}, noise {noise:g}{controls}, train/val/test {counts}"
         )

@@ -61,7 +61,7 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
     if data_path.exists():
         dataset = TrajectoryDataset.load(data_path)
         if dataset.system_spec != system.spec():
-            raise PhysodeError(f"{out} holds a run of {dataset.system_spec['name']}, not {system_name}; "
+            raise PhysodeError(f"{out} holds a run of {dataset.name}, not {system_name}; "
                                "choose another output folder")
         log(f"reusing {data_path}: {dataset.summary()}")
     else:

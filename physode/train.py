@@ -109,10 +109,9 @@ def build_model(name: str, dataset: TrajectoryDataset, **options) -> DynamicsMod
 
 
 def _check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
-    system = dataset.system
     if model.state_dim != dataset.state_dim:
         raise PhysodeError(
-            f"the model has state_dim {model.state_dim} but the dataset ({system.name}) has {dataset.state_dim} states; "
+            f"the model has state_dim {model.state_dim} but the dataset ({dataset.name}) has {dataset.state_dim} states; "
             f"build the model with state_dim={dataset.state_dim}"
         )
     data_controls = 0 if dataset.u is None else dataset.u.shape[2]
@@ -125,7 +124,7 @@ def _check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
     if trained_on is not None and trained_on != dataset.system_spec:
         raise PhysodeError(
             f"the model was trained on {trained_on['name']} {trained_on['params']} but the dataset is "
-            f"{system.name} {dataset.system_spec['params']}; train a fresh model for this system"
+            f"{dataset.name} {(dataset.system_spec or {}).get('params', '')}; train a fresh model for this system"
         )
     if int((dataset.split == 0).sum()) == 0:
         raise PhysodeError("the dataset's training split is empty; regenerate it with a train share > 0")

@@ -53,3 +53,10 @@ def test_bench_envs_quick(tmp_path):
     rows = json.loads((tmp_path / "bench_envs_quick.json").read_text())["rows"]
     assert "Pendulum-v1" in out and len(rows) == 5 and all(r["steps_per_s"] > 0 for r in rows)
     assert rows[0]["vs_baseline"] == 1.0
+
+
+def test_gym_pendulum_quick(tmp_path):
+    out = run("gym_pendulum.py", "--results", str(tmp_path))
+    raw = json.loads((tmp_path / "gym_pendulum_quick.json").read_text())
+    assert "Pendulum-v1" in out and raw["one-step, NeuralODE"]["n"] == 400 and raw["training"]["steps"] == 30
+    assert 0 < raw["one-step, NeuralODE"]["median"] < 1

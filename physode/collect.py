@@ -1,0 +1,98 @@
+"""Trajectories from any Gymnasium env: ``physode collect --env ID``, or :func:`collect` in Python.
+
+The recorded observations become the states of a :class:`~physode.TrajectoryDataset` (``system_spec``
+None, ``meta["source"]`` the env id), the actions its controls (held over each step, as the env holds
+them), and the times ``k * dt``. A controlled model trains on it like on simulated data.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checks import affordable, positive_float, positive_int
+from .data import TrajectoryDataset, _split_codes
+from .errors import PhysodeError, unknown_name
+
+POLICIES = ("random", "zero")
+
+
+def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_steps: int | None = None,
+            dt: float | None = None, t_train: float | None = None, fractions=(0.8, 0.1, 0.1),
+            progress: bool = False) -> TrajectoryDataset:
+    """Record ``episodes`` episodes of ``env`` (an id or an env with Box observation and action spaces).
+
+    Args:
+        env: a Gymnasium id (``"Pendulum-v1"``, ``"physode/Pendulum-v0"``, ``"module:id"``) or an env.
+        episodes: how many episodes to record; each lasts ``max_steps`` steps.
+        policy: ``"random"`` (uniform over the action space, seeded) or ``"zero"`` (zero action, clipped
+            into the space).
+        seed: seeds the env's first reset and the action sampler; the same seed gives the same data.
+        max_steps: steps per episode (default: the env's ``max_episode_steps``). Episodes that
+            terminate earlier are left out (a dataset holds equal-length trajectories); ``meta["discarded"]``
+            counts them.
+        dt: time between steps (default: the env's ``dt`` attribute, as classic-control envs have).
+        t_train, fractions: as for :meth:`TrajectoryDataset.generate` (default ``t_train`` half the episode).
+    """
+    if isinstance(env, str):
+        env_id = env
+        if env_id.startswith("physode/"):
+            import physode.envs  # noqa: F401  (registers physode's ids)
+        try:
+            env = gym.make(env_id)
+        except gym.error.Error as exc:
+            raise PhysodeError(f"env {env_id!r}: {exc}") from None
+    else:
+        env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    episodes = positive_int(episodes, "episodes")
+    if policy not in POLICIES:
+        raise unknown_name("policy", policy, POLICIES)
+    for name, space in (("observation", env.observation_space), ("action", env.action_space)):
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise PhysodeError(f"collect needs 1-D Box observation and action spaces; {env_id} has the {name} space "
+                               f"{space}; wrap the env (e.g. FlattenObservation) or pick a continuous-control env")
+    max_steps = max_steps if max_steps is not None else (env.spec.max_episode_steps if env.spec else None)
+    if max_steps is None:
+        raise PhysodeError(f"{env_id} has no max_episode_steps: pass max_steps (steps per episode)")
+    max_steps = positive_int(max_steps, "max_steps")
+    dt = dt if dt is not None else getattr(env.unwrapped, "dt", None)
+    if dt is None:
+        raise PhysodeError(f"{env_id} has no dt attribute: pass dt (seconds between steps)")
+    dt = positive_float(dt, "dt")
+    affordable(8.0 * episodes * (max_steps + 1) * (2 * env.observation_space.shape[0] + env.action_space.shape[0]),
+               f"{episodes} episodes of {max_steps} steps")
+
+    env.action_space.seed(seed)
+    low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+    zero = np.clip(np.zeros(env.action_space.shape), low, high).astype(env.action_space.dtype)
+    states, actions, discarded = [], [], 0
+    with tqdm(total=episodes, desc=f"collect {env_id}", unit="episode", disable=not progress) as bar:
+        while len(states) < episodes:
+            obs, _ = env.reset(seed=seed if not states and not discarded else None)
+            xs, us = [np.asarray(obs, dtype=np.float64)], []
+            for _ in range(max_steps):
+                action = env.action_space.sample() if policy == "random" else zero
+                obs, _, terminated, truncated, _ = env.step(action)
+                us.append(np.clip(np.asarray(action, dtype=np.float64), low, high))
+                xs.append(np.asarray(obs, dtype=np.float64))
+                if terminated or (truncated and len(us) < max_steps):
+                    break
+            if len(us) < max_steps:
+                discarded += 1
+                if discarded > 10 * episodes:
+                    raise PhysodeError(f"{env_id}: {discarded} episodes ended before {max_steps} steps; pass a "
+                                       "smaller max_steps")
+                continue
+            states.append(xs)
+            actions.append(us)
+            bar.update(1)
+    env.close()
+    t = torch.arange(max_steps + 1, dtype=torch.float64) * dt
+    splits = _split_codes(episodes, fractions, np.random.default_rng([seed, 4]))
+    meta = {"source": env_id, "policy": policy, "seed": seed, "dt": dt, "t_end": float(t[-1]),
+            "episodes": episodes, "discarded": discarded, "grid": "regular", "noise_std": 0.0,
+            "controls": policy, "fractions": list(fractions)}
+    return TrajectoryDataset(t, np.array(states), None, u=np.array(actions), split=splits,
+                             t_train=float(t[-1]) / 2 if t_train is None else t_train, meta=meta)
