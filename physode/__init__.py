@@ -16,7 +16,7 @@ from .collect import collect
 from .evaluate import Report, compare
 from .errors import FileFormatError, PhysodeError, SolverError, UnknownNameError
 from .checkpoint import load_model, save_checkpoint
-from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ResNetStep
+from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ODEBlock, ResNetStep
 from .simulate import METHODS, simulate
 from .train import TrainConfig, TrainResult, build_model, fit
 from .systems import SYSTEMS, MechanicalSystem, NBody, Pendulum, SpringMass, System, make_system, system_from_spec
@@ -30,6 +30,7 @@ __all__ = [
     "DynamicsModel",
     "HamiltonianODE",
     "NeuralODE",
+    "ODEBlock",
     "ResNetStep",
     "SYSTEMS",
     "FileFormatError",

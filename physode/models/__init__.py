@@ -7,6 +7,7 @@ from .augmented import AugmentedNeuralODE
 from .base import ContinuousModel, DynamicsModel
 from .hamiltonian import HamiltonianODE
 from .neural_ode import NeuralODE
+from .odeblock import ODEBlock
 from .resnet_step import ResNetStep
 from .vector_field import ACTIVATIONS, MLP
 
@@ -21,5 +22,6 @@ __all__ = [
     "DynamicsModel",
     "HamiltonianODE",
     "NeuralODE",
+    "ODEBlock",
     "ResNetStep",
 ]
