@@ -60,3 +60,12 @@ def test_gym_pendulum_quick(tmp_path):
     raw = json.loads((tmp_path / "gym_pendulum_quick.json").read_text())
     assert "Pendulum-v1" in out and raw["one-step, NeuralODE"]["n"] == 400 and raw["training"]["steps"] == 30
     assert 0 < raw["one-step, NeuralODE"]["median"] < 1
+
+
+def test_paper_irregular_quick(tmp_path):
+    out = run("paper_irregular.py", "--results", str(tmp_path), "--figures", str(tmp_path))
+    rows = json.loads((tmp_path / "paper_irregular_quick.json").read_text())["rows"]
+    assert "irregular, 20 per trajectory" in out and len(rows) == 4
+    assert {(r["model"], r["observations"]) for r in rows} == {("node", 101), ("resnet", 101), ("node", 20), ("resnet", 20)}
+    assert all(r["steps"] == 20 and r["error_2t_train"] > 0 for r in rows)
+    assert (tmp_path / "paper_irregular_quick.png").read_bytes()[:4] == b"\x89PNG"
