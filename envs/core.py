@@ -111,15 +111,14 @@ class PhysodeEnv(gym.Env):
         """Checked, clipped actions ``(n, C)`` in float64 from ``(C,)`` (n == 1) or ``(n, C)``."""
         shape = (self.system.control_dim,) if n == 1 else (n, self.system.control_dim)
         try:
-            a = torch.as_tensor(np.asarray(action), dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
             raise gym.error.InvalidAction(f"action must be numbers of shape {shape}, got {action!r}") from None
         if a.shape != shape and not (n == 1 and a.shape == (1, self.system.control_dim)):
-            raise gym.error.InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), "
-                                          f"got {tuple(a.shape)}")
-        if not bool(torch.isfinite(a).all()):
-            raise gym.error.InvalidAction(f"action contains NaN or inf: {a.tolist() if a.numel() < 10 else '...'}")
-        return a.reshape(n, self.system.control_dim).clamp(-self.action_bound, self.action_bound)
+            raise gym.error.InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
+        if not np.isfinite(a).all():
+            raise gym.error.InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
+        return torch.from_numpy(np.clip(a, -self.action_bound, self.action_bound).reshape(n, self.system.control_dim))
 
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
         """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
@@ -130,10 +129,10 @@ class PhysodeEnv(gym.Env):
         if self.integrator == "semi_implicit_euler":
             p = self.system.position_dim
             q, v = x[:, :p], x[:, p:]
-            v = v + self.dt * self.system.acceleration(0.0, q, v, u)
+            v = v.add(self.system.acceleration(0.0, q, v, u), alpha=self.dt)
             if self.max_speed is not None:
                 v = v.clamp(-self.max_speed, self.max_speed)
-            return torch.cat([q + self.dt * v, v], dim=1)
+            return torch.cat([q.add(v, alpha=self.dt), v], dim=1)
         times = torch.tensor([0.0, self.dt], dtype=torch.float64)
         x_next = simulate(self.system, x, times, u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
                           step_size=self.step_size)[:, 1]
@@ -155,8 +154,8 @@ class PhysodeEnv(gym.Env):
             if bool(diverged.any()):
                 x_next = torch.where(diverged[:, None], x, x_next)
         true_next = None if true is None else self.advance(true, u, learned=False)
-        reward = self.reward(x, u, x_next)
-        return x_next, true_next, reward, self.terminal(x_next) | diverged, diverged
+        terminated = self.terminal(x_next) if self.dynamics is None else self.terminal(x_next) | diverged
+        return x_next, true_next, self.reward(x, u, x_next), terminated, diverged
 
     def reference_info(self, x: torch.Tensor, true: torch.Tensor | None) -> dict:
         """``true_state`` and ``prediction_error`` of a learned env with a reference (empty otherwise)."""
@@ -286,8 +285,7 @@ class PhysodeVectorEnv(VectorEnv):
             raise ResetNeeded("call envs.reset() before envs.step()")
         u = self.env.clip_actions(actions, self.num_envs)
         x, true, reward, terminated, diverged = self.env.transition(self._state, self._true, u)
-        reward = reward.numpy().astype(np.float64)
-        terminated = terminated.numpy().copy()
+        reward, terminated = reward.numpy(), terminated.numpy()  # fresh tensors: no copies needed
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
         if self._needs_reset.any():  # NEXT_STEP autoreset of the sub-envs whose episode ended last step

@@ -66,13 +66,16 @@ class PendulumEnv(PhysodeEnv):
         return np.array([math.pi, np.inf if self.max_speed is None else self.max_speed])
 
     def sample_start(self, rng):
-        return np.array([rng.uniform(-math.pi, math.pi), rng.uniform(-1.0, 1.0)])
+        return rng.uniform((-math.pi, -1.0), (math.pi, 1.0))
 
     def observe(self, x):
-        return torch.stack([wrap_angle(x[:, 0]), x[:, 1]], dim=1).to(torch.float32).numpy()
+        obs = x.to(torch.float32)
+        obs[:, 0] = wrap_angle(x[:, 0])
+        return obs.numpy()
 
     def reward(self, x, u, x_next):
-        return -(wrap_angle(x[:, 0] - math.pi) ** 2 + 0.1 * x[:, 1] ** 2 + 0.001 * u[:, 0] ** 2)
+        from_top = torch.remainder(x[:, 0], 2 * math.pi) - math.pi  # theta - pi wrapped into [-pi, pi)
+        return -(from_top * from_top + 0.1 * x[:, 1] * x[:, 1] + 0.001 * u[:, 0] * u[:, 0])
 
     def draw(self, ax, x):
         length = self.system.params.length
