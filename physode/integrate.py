@@ -28,6 +28,11 @@ ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_METHODS = ("rk4", "midpoint", "euler", "heun2", "heun3", "explicit_adams", "implicit_adams")
 
 
+def solver_failure(method: str, exc: Exception, hint: str) -> SolverError:
+    """The error for a torchdiffeq failure (it raises AssertionError on step underflow, NaN and max_num_steps)."""
+    return SolverError(f"the {method} solve failed ({str(exc)[:120]}); {hint}")
+
+
 def per_trajectory_norm(ratio: torch.Tensor) -> torch.Tensor:
     """Error norm for a batch ``(N, D)``: the largest per-trajectory RMS, so each trajectory meets the tolerance."""
     return ratio.pow(2).mean(-1).sqrt().max()
@@ -93,10 +98,8 @@ def solve_on_grids(
         else:
             y = odeint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options)
     except AssertionError as exc:  # torchdiffeq signals step underflow, NaN states and max_num_steps so
-        raise SolverError(
-            f"the {method} solve failed ({str(exc)[:120]}); the system may be stiff, blow up or collide: "
-            "check x0 and the parameters (n-body: softening > 0), or raise max_steps (or step_size)"
-        ) from None
+        raise solver_failure(method, exc, "the system may be stiff, blow up or collide: check x0 and the "
+                             "parameters (n-body: softening > 0), or raise max_steps (or step_size)") from None
     if not bool(torch.isfinite(y).all()):
         raise SolverError(f"the {method} solve produced non-finite states; use a smaller step_size or tighter tolerances")
     if bar is not None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from physode import ODEBlock, PhysodeError
+from physode import ODEBlock, PhysodeError, SolverError
 
 
 class Linear(nn.Module):
@@ -79,6 +79,12 @@ class ConvField(nn.Module):
 
     def forward(self, t, z):
         return torch.tanh(self.conv(z))
+
+
+def test_a_runaway_solve_stops_with_a_solver_error():
+    stiff = Linear(torch.tensor([[-1e6]], dtype=torch.float64))
+    with pytest.raises(SolverError, match="dopri5 solve failed.*max_steps"):
+        ODEBlock(stiff, rtol=1e-8, atol=1e-8, max_steps=50)(torch.ones(2, 1, dtype=torch.float64))
 
 
 def test_bad_blocks_are_refused():

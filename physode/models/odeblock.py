@@ -15,7 +15,7 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from ..checks import positive_float, positive_int
 from ..errors import PhysodeError, unknown_name
-from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS
+from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, solver_failure
 
 
 class _Counted(nn.Module):
@@ -43,13 +43,16 @@ class ODEBlock(nn.Module):
         adjoint: gradients by the adjoint method (memory constant in the number of steps) instead of
             backprop through the solver's operations.
         augment_dim: zero channels appended along dimension 1 before the solve (0: a plain ODE block).
+        max_steps: most steps of an adaptive solve; more raises a :class:`~physode.SolverError` (a field
+            that turns stiff in training would otherwise make the cost run away).
 
     ``nfe_forward`` and ``nfe_backward`` count the field evaluations of the last forward pass and of
     the backward passes since (the adjoint solve; 0 for direct backprop).
     """
 
     def __init__(self, func: nn.Module, t_end: float = 1.0, solver: str = "dopri5", rtol: float = 1e-3,
-                 atol: float = 1e-3, step_size: float | None = None, adjoint: bool = True, augment_dim: int = 0):
+                 atol: float = 1e-3, step_size: float | None = None, adjoint: bool = True, augment_dim: int = 0,
+                 max_steps: int = 10_000):
         super().__init__()
         if not isinstance(func, nn.Module):
             raise PhysodeError(f"func must be an nn.Module called as func(t, z), got {type(func).__name__}")
@@ -64,6 +67,7 @@ class ODEBlock(nn.Module):
         self.step_size = None if step_size is None else positive_float(step_size, "step_size")
         self.adjoint = bool(adjoint)
         self.augment_dim = positive_int(augment_dim, "augment_dim", minimum=0)
+        self.max_steps = positive_int(max_steps, "max_steps")
         self.nfe_forward = 0
         self._after_forward = 0
 
@@ -83,12 +87,16 @@ class ODEBlock(nn.Module):
     def trajectory(self, x: torch.Tensor, t) -> torch.Tensor:
         """States ``(T, N, ...)`` at the times ``t: (T,)`` (from 0) of the solve that starts at ``x``."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        options = {"step_size": self.step_size} if self.step_size is not None else None
+        options = {"step_size": self.step_size} if self.solver in FIXED_METHODS else {"max_num_steps": self.max_steps}
         solve = odeint_adjoint if self.adjoint else odeint
         kwargs = {"adjoint_params": tuple(self.field.parameters())} if self.adjoint else {}
         start = self.field.calls
-        z = solve(self.field, self.augment(x), t, rtol=self.rtol, atol=self.atol, method=self.solver,
-                  options=options, **kwargs)
+        try:
+            z = solve(self.field, self.augment(x), t, rtol=self.rtol, atol=self.atol, method=self.solver,
+                      options=options, **kwargs)
+        except AssertionError as exc:
+            raise solver_failure(self.solver, exc, "the field may have turned stiff or blown up: lower the learning "
+                                 "rate, raise max_steps, or use a fixed-step solver") from None
         self.nfe_forward = self.field.calls - start
         self._after_forward = self.field.calls
         return z
