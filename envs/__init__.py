@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import gymnasium
 
-from .core import INTEGRATORS, PhysodeEnv, PhysodeVectorEnv
+from .core import INTEGRATORS, InvalidAction, PhysodeEnv, PhysodeVectorEnv, ResetNeeded
 from .learned import LearnedDynamicsEnv
 from .systems import PENDULUM_V1, NBodyEnv, PendulumEnv, SpringMassEnv
 
@@ -54,6 +54,8 @@ __all__ = [
     "ENV_CLASSES",
     "ENV_IDS",
     "INTEGRATORS",
+    "InvalidAction",
+    "ResetNeeded",
     "PENDULUM_V1",
     "LearnedDynamicsEnv",
     "NBodyEnv",

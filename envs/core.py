@@ -15,7 +15,6 @@ import math
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -24,6 +23,14 @@ from physode.checks import positive_float, positive_int
 from physode.errors import PhysodeError, unknown_name
 from physode.simulate import METHODS, simulate
 from physode.systems import MechanicalSystem
+
+class InvalidAction(PhysodeError, gym.error.InvalidAction):
+    """An action of the wrong shape or with NaN: both a :class:`~physode.PhysodeError` and Gymnasium's ``InvalidAction``."""
+
+
+class ResetNeeded(PhysodeError, gym.error.ResetNeeded):
+    """``step`` before ``reset``: both a :class:`~physode.PhysodeError` and Gymnasium's ``ResetNeeded``."""
+
 
 #: Integrators of the true dynamics: Gymnasium classic-control's semi-implicit Euler (velocity first,
 #: then position with the new velocity; ``max_speed`` clips in between) and every method of
@@ -113,11 +120,11 @@ class PhysodeEnv(gym.Env):
         try:
             a = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError):
-            raise gym.error.InvalidAction(f"action must be numbers of shape {shape}, got {action!r}") from None
+            raise InvalidAction(f"action must be numbers of shape {shape}, got {action!r}") from None
         if a.shape != shape and not (n == 1 and a.shape == (1, self.system.control_dim)):
-            raise gym.error.InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
+            raise InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
         if not np.isfinite(a).all():
-            raise gym.error.InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
+            raise InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
         return torch.from_numpy(np.clip(a, -self.action_bound, self.action_bound).reshape(n, self.system.control_dim))
 
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:

@@ -34,7 +34,7 @@ def main() -> None:
     parser = experiment_parser(__doc__, "two levels, 24 trajectories and 20 steps, for the tests")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # small batches: a second thread gains little and suffers badly on a shared CPU
     quick = args.quick
     n, steps = (24, 20) if quick else (128, 1000)
     levels = [None, 20] if quick else [None, 50, 20, 10]  # None: the dense regular grid

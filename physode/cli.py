@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=TrainConfig.steps, help=f"optimiser steps (default {TrainConfig.steps})")
     train.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     train.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the windows (default 0)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every,
+                       help=f"steps between checkpoints (default {TrainConfig.checkpoint_every})")
+    train.add_argument("--val-every", type=int, default=TrainConfig.val_every,
+                       help=f"steps between validations and metrics lines (default {TrainConfig.val_every})")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -123,11 +127,18 @@ def _simulate(args) -> None:
 
 def _train(args) -> None:
     dataset = TrajectoryDataset.load(args.data)
-    config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed)
+    config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, val_every=args.val_every)
     torch.manual_seed(config.seed)
     model = build_model(args.model, dataset)
     result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
                  resume=args.resume)
+    if result.stopped == "interrupted":
+        print(f"physode: interrupted at step {result.steps}; {args.out}/checkpoint.pt holds the state: continue with "
+              f"`physode train --data {args.data} --model {args.model} --out {args.out} --steps {args.steps} "
+              f"--seed {args.seed} --checkpoint-every {args.checkpoint_every} --val-every {args.val_every} --resume`",
+              file=sys.stderr)
+        return 130
     print(f"trained {args.model} on {dataset.name}: {result.steps} steps in {result.seconds:.1f}s, "
           f"best validation error {result.best_val_error:.3g} (stopped: {result.stopped}); wrote {args.out}/model.pt")
 
@@ -145,11 +156,15 @@ def _compare(args) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the CLI; returns the exit code (0, or 2 for bad input)."""
+    """Run the CLI; returns the exit code (0, 2 for bad input, 130 when interrupted by Ctrl-C)."""
     try:
         args = build_parser().parse_args(argv)
-        args.run(args)
+        return args.run(args) or 0
     except PhysodeError as exc:
         print(f"physode: error: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"physode: interrupted{detail}; run the same command again to continue (finished stages and "
+              "training checkpoints are reused)", file=sys.stderr)
+        return 130

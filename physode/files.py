@@ -40,6 +40,17 @@ def atomic_write(path, what: str = "file"):
         raise
 
 
+def make_folder(path, what: str = "folder") -> Path:
+    """Create the folder ``path`` (and its parents) if needed; unwritable places raise a :class:`PhysodeError`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror or exc
+        raise PhysodeError(f"cannot create the {what} {str(path)!r} ({reason}); choose another location") from None
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -8,8 +8,9 @@ Everything lands in one run folder (default ``runs/<system>-<timestamp>/``):
     figures/*.png                 vector fields (2-D systems) or orbits (n-body), phase portraits,
                                   error against horizon, energy, training curves
 
-Any stage whose output already exists in the folder is reused instead of recomputed, so an
-interrupted job continues where it stopped and ``physode plot RUN_DIR`` redraws from the files.
+Any stage whose output already exists in the folder is reused instead of recomputed, and a training
+that was interrupted (Ctrl-C) or killed resumes from its ``checkpoint.pt``, so rerunning the same
+command continues where the job stopped; ``physode plot RUN_DIR`` redraws from the files.
 """
 
 from __future__ import annotations
@@ -64,13 +65,13 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
             raise PhysodeError(f"{out} holds a run of {dataset.name}, not {system_name}; "
                                "choose another output folder")
         log(f"reusing {data_path}: {dataset.summary()}")
+        horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before training
     else:
         dataset = TrajectoryDataset.generate(system, settings["n_trajectories"], settings["t_end"], settings["dt"],
                                              seed=seed, progress=progress)
+        horizons = evaluation_horizons(dataset, horizons, reference)  # ... and before writing anything
         dataset.save(data_path)
         log(f"simulated {data_path}: {dataset.summary()}")
-
-    horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before training
     trained = {}
     for name in models:
         model_path = out / name / "model.pt"
@@ -81,7 +82,10 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
         torch.manual_seed(seed)
         model = build_model(name, dataset, hidden=settings["hidden"])
         config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed)
-        result = fit(model, dataset, config, out_dir=out / name, progress=progress)
+        resume = (out / name / "checkpoint.pt").exists()  # a training stopped by Ctrl-C or a crash continues
+        result = fit(model, dataset, config, out_dir=out / name, progress=progress, resume=resume)
+        if result.stopped == "interrupted":
+            raise KeyboardInterrupt(f"training {name} interrupted at step {result.steps}")
         trained[name] = load_model(model_path)
         log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
 

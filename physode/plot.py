@@ -6,7 +6,6 @@ Import this module with matplotlib's Agg backend in scripts and tests (``matplot
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -116,7 +115,10 @@ def energy_figure(system, times, rollouts: dict, path=None):
 def training_figure(metrics, path=None):
     """Loss and validation error, and forward/backward NFE, against step, from ``metrics.jsonl`` (path or records)."""
     if isinstance(metrics, (str, Path)):
-        metrics = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
+        from .train import read_metrics
+
+        metrics = read_metrics(metrics)
+    metrics = [m for m in metrics if "event" not in m]  # rollbacks are recorded too
     if not metrics:
         raise PhysodeError("no metrics to plot; train first (metrics.jsonl is empty)")
     steps = [m["step"] for m in metrics]

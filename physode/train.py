@@ -21,6 +21,8 @@ import copy
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +32,8 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checks import positive_float, positive_int
 from .data import TrajectoryDataset
-from .errors import PhysodeError, SolverError, unknown_name
+from .errors import FileFormatError, PhysodeError, SolverError, unknown_name
+from .files import atomic_write, make_folder
 from .integrate import ADAPTIVE_METHODS, FIXED_METHODS
 from .models import ContinuousModel, DynamicsModel
 
@@ -88,8 +91,8 @@ class TrainResult:
     steps: int
     seconds: float
     best_val_error: float
-    stopped: str  #: "steps", "time_limit", "early_stopping"
-    history: list
+    stopped: str  #: "steps", "time_limit", "early_stopping", "interrupted" (SIGINT: checkpoint.pt written, no model.pt)
+    history: list  #: the validation records of metrics.jsonl (its events left out)
 
 
 def build_model(name: str, dataset: TrajectoryDataset, **options) -> DynamicsModel:
@@ -167,17 +170,23 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     """Train ``model`` on ``dataset`` (its train split; the val split for early stopping).
 
     With ``out_dir``, appends one JSON line per validation to ``metrics.jsonl``, writes the full trainer
-    state to ``checkpoint.pt`` every ``checkpoint_every`` steps and the best model to ``model.pt``;
-    ``resume=True`` continues from ``checkpoint.pt``.
+    state to ``checkpoint.pt`` every ``checkpoint_every`` steps (atomically: a run killed at any moment
+    leaves the last complete one) and the best model to ``model.pt`` at the end; ``resume=True``
+    continues from ``checkpoint.pt`` exactly: model, optimiser, schedule, window sampler, step,
+    curriculum, early-stopping and rollback state, so that a run killed and resumed ends with the same
+    weights as an uninterrupted one (bit for bit on CPU, without ``time_limit``). Other settings are
+    refused, except ``steps`` (to extend a run) and ``time_limit``. ``metrics.jsonl`` is rewritten from
+    the checkpoint on resume (lines written after it are dropped and written again).
+
+    SIGINT (Ctrl-C) stops between two steps: with ``out_dir`` the state is checkpointed, ``model.pt`` is
+    not written, and the result says ``stopped="interrupted"``; resume to continue.
     """
     config = config or TrainConfig()
     if not isinstance(dataset, TrajectoryDataset):
         raise PhysodeError(f"dataset must be a TrajectoryDataset, got {type(dataset).__name__}")
     _check_compatible(model, dataset)
     train, val = dataset.train, dataset.val if int((dataset.split == 1).sum()) else dataset.train
-    out = None if out_dir is None else Path(out_dir)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    out = None if out_dir is None else make_folder(out_dir, "run folder")
 
     flat = train.x.reshape(-1, dataset.state_dim)
     if not resume:
@@ -189,9 +198,13 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
     )
     state = {"step": 0, "best": math.inf, "best_weights": copy.deepcopy(model.state_dict()), "since_best": 0,
-             "history": [], "seconds": 0.0}
+             "history": [], "seconds": 0.0, "failures": 0,
+             "good": (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))}
     if resume:
-        state = _resume(out, model, optimizer, schedule, windows, dataset.system_spec)
+        state = _resume(out, model, optimizer, schedule, windows, dataset.system_spec, config)
+        write_metrics(out / "metrics.jsonl", state["history"])  # drop lines written after the checkpoint
+    elif out is not None and (out / "metrics.jsonl").exists():
+        (out / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
 
     val_x0, val_t, val_u = val.x[:, 0], val.times, val.u
     val_mask = val.train_time_mask
@@ -206,70 +219,33 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         share = min(1.0, step / grow)
         return round(config.window_start + share * (config.window - config.window_start))
 
-    good = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
-    failures, stopped = 0, "steps"
+    stopped = "steps"
     start_time = time.perf_counter() - state["seconds"]
     bar = tqdm(total=config.steps, initial=state["step"], desc="train", disable=not progress)
     model.train()
-    while state["step"] < config.steps:
-        if config.time_limit is not None and time.perf_counter() - start_time > config.time_limit:
-            stopped = "time_limit"
-            break
-        step = state["step"]
-        window = window_length(step)
-        x, t, u = windows.sample(config.batch_size, window)
-        try:
-            with solver:
-                loss = _window_loss(model, x, t, u)
-            if not torch.isfinite(loss):
-                raise SolverError(f"the loss is {loss.item()}")
-            optimizer.zero_grad()
-            loss.backward()
-            grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
-            if not grads_ok:
-                raise SolverError("the gradients are not finite")
-        except SolverError as exc:
-            failures += 1
-            if failures > config.max_failures:
-                bar.close()
-                raise PhysodeError(
-                    f"training stopped at step {step} after {failures} failures in a row; the last: {exc}. "
-                    "Lower the learning rate (lr), the window, or the solver tolerances"
-                ) from None
-            model.load_state_dict(good[0])
-            optimizer.load_state_dict(good[1])
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.5
-            continue
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        failures = 0
-        state["step"] = step + 1
-        bar.update(1)
-        if state["step"] % config.val_every == 0 or state["step"] == config.steps:
-            good = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
-            nfe = (getattr(model, "nfe_forward", 0), getattr(model, "nfe_backward", 0))  # of this training step
-            val_error = validate()
-            record = {"step": state["step"], "loss": loss.item(), "val_error": val_error, "window": window,
-                      "lr": optimizer.param_groups[0]["lr"], "nfe_forward": nfe[0], "nfe_backward": nfe[1],
-                      "seconds": round(time.perf_counter() - start_time, 3)}
-            state["history"].append(record)
-            bar.set_postfix(loss=f"{record['loss']:.2e}", val=f"{val_error:.3g}", nfe=record["nfe_forward"])
-            if out is not None:
-                with open(out / "metrics.jsonl", "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-            if val_error < state["best"]:
-                state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()), since_best=0)
-            elif state["step"] > config.curriculum * config.steps:
-                state["since_best"] += 1
-                if state["since_best"] >= config.patience:
-                    stopped = "early_stopping"
-                    break
-        if out is not None and state["step"] % config.checkpoint_every == 0:
-            state["seconds"] = time.perf_counter() - start_time
-            _save_state(out, model, dataset, optimizer, schedule, windows, state)
+    with _SigintFlag() as sigint:
+        while state["step"] < config.steps:
+            if sigint.raised:
+                stopped = "interrupted"
+                break
+            if config.time_limit is not None and time.perf_counter() - start_time > config.time_limit:
+                stopped = "time_limit"
+                break
+            stopped = _train_step(model, config, windows, solver, optimizer, schedule, state, window_length, validate,
+                                  out, start_time, bar)
+            if stopped != "steps":
+                break
+            if out is not None and state["step"] % config.checkpoint_every == 0:
+                state["seconds"] = time.perf_counter() - start_time
+                _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
     bar.close()
+    if out is not None:  # the current weights, so that a resume continues exactly here
+        state["seconds"] = time.perf_counter() - start_time
+        _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
+    if stopped == "interrupted":
+        model.load_state_dict(state["best_weights"])
+        model.eval()
+        return TrainResult(model, state["step"], state["seconds"], state["best"], stopped, _validations(state))
     if config.lbfgs_steps and stopped != "early_stopping":
         model.load_state_dict(state["best_weights"])
         with solver:
@@ -281,12 +257,121 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     model.eval()
     seconds = time.perf_counter() - start_time
     if out is not None:
-        state["seconds"] = seconds
-        _save_state(out, model, dataset, optimizer, schedule, windows, state)
         save_checkpoint(out / "model.pt", model, system_spec=dataset.system_spec,
                         training={"steps": state["step"], "seconds": seconds, "best_val_error": state["best"],
                                   "stopped": stopped})
-    return TrainResult(model, state["step"], seconds, state["best"], stopped, state["history"])
+    return TrainResult(model, state["step"], seconds, state["best"], stopped, _validations(state))
+
+
+def _validations(state) -> list:
+    return [record for record in state["history"] if "event" not in record]
+
+
+def _train_step(model, config, windows, solver, optimizer, schedule, state, window_length, validate, out, start_time,
+                bar) -> str:
+    """One optimiser step (or one rollback after a failure), with validation and metrics when due.
+
+    Returns ``"steps"`` to go on or ``"early_stopping"``. ``state["good"]`` is the last validated
+    model and optimiser, restored (with the learning rate halved) after a solver failure or a
+    non-finite loss; ``max_failures`` of them in a row stop training with a PhysodeError.
+    """
+    step = state["step"]
+    window = window_length(step)
+    x, t, u = windows.sample(config.batch_size, window)
+    try:
+        with solver:
+            loss = _window_loss(model, x, t, u)
+        if not torch.isfinite(loss):
+            raise SolverError(f"the loss is {loss.item()}")
+        optimizer.zero_grad()
+        loss.backward()
+        if not all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()):
+            raise SolverError("the gradients are not finite")
+    except SolverError as exc:
+        state["failures"] += 1
+        if state["failures"] > config.max_failures:
+            bar.close()
+            _log(out, state, {"step": step, "event": "stopped", "cause": str(exc)})
+            raise PhysodeError(
+                f"training stopped at step {step} after {state['failures']} failures in a row; the last: {exc}. "
+                "Lower the learning rate (lr), the window, or the solver tolerances"
+            ) from None
+        model.load_state_dict(state["good"][0])
+        optimizer.load_state_dict(state["good"][1])
+        for group in optimizer.param_groups:
+            group["lr"] *= 0.5
+        _log(out, state, {"step": step, "event": "rollback", "cause": str(exc), "lr": optimizer.param_groups[0]["lr"]})
+        return "steps"
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    schedule.step()
+    state["failures"] = 0
+    state["step"] = step + 1
+    bar.update(1)
+    if state["step"] % config.val_every == 0 or state["step"] == config.steps:
+        state["good"] = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+        nfe = (getattr(model, "nfe_forward", 0), getattr(model, "nfe_backward", 0))  # of this training step
+        val_error = validate()
+        record = {"step": state["step"], "loss": loss.item(), "val_error": val_error, "window": window,
+                  "lr": optimizer.param_groups[0]["lr"], "nfe_forward": nfe[0], "nfe_backward": nfe[1],
+                  "seconds": round(time.perf_counter() - start_time, 3)}
+        _log(out, state, record)
+        bar.set_postfix(loss=f"{record['loss']:.2e}", val=f"{val_error:.3g}", nfe=record["nfe_forward"])
+        if val_error < state["best"]:
+            state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()), since_best=0)
+        elif state["step"] > config.curriculum * config.steps:
+            state["since_best"] += 1
+            if state["since_best"] >= config.patience:
+                return "early_stopping"
+    return "steps"
+
+
+class _SigintFlag:
+    """Within the block, SIGINT (Ctrl-C) sets ``raised`` instead of interrupting (main thread only)."""
+
+    def __enter__(self):
+        self.raised, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _log(out, state, record: dict) -> None:
+    """Keep ``record`` in the run's log and append it to ``metrics.jsonl``: a validation, or an event
+    (``"event": "rollback"`` after a solver failure or non-finite loss, ``"stopped"`` when giving up)."""
+    state["history"].append(record)
+    if out is not None:
+        with open(out / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def write_metrics(path, records) -> None:
+    """Write ``metrics.jsonl`` (one JSON object per line) atomically."""
+    with atomic_write(Path(path), "metrics") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in records).encode())
+
+
+def read_metrics(path) -> list[dict]:
+    """The records of ``metrics.jsonl``; a last line cut short by a killed process is skipped."""
+    lines = Path(path).read_text().split("\n")
+    records = []
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines) - 1:  # only the last line may be incomplete (it has no newline yet)
+                raise FileFormatError(f"{str(path)!r} line {number + 1} is not JSON; the metrics file is damaged") from None
+    return records
 
 
 class _training_solver:
@@ -339,17 +424,25 @@ def _lbfgs_polish(model, windows, config):
         model.load_state_dict(before)
 
 
-def _save_state(out, model, dataset, optimizer, schedule, windows, state):
+def _save_state(out, model, dataset, optimizer, schedule, windows, state, config):
     save_checkpoint(
         out / "checkpoint.pt", model, system_spec=dataset.system_spec,
         trainer={"step": state["step"], "best": state["best"], "since_best": state["since_best"],
                  "seconds": state["seconds"], "history": state["history"], "best_weights": state["best_weights"],
+                 "failures": state["failures"], "good_model": state["good"][0], "good_optimizer": state["good"][1],
                  "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                 "generator": windows.generator.get_state()},
+                 "generator": windows.generator.get_state(), "config": _resumable(config)},
     )
 
 
-def _resume(out, model, optimizer, schedule, windows, dataset_spec):
+def _resumable(config) -> dict:
+    """The settings a resumed run must share with the run it continues: all but ``time_limit`` and ``steps``
+    (more steps extend a run; the cosine schedule then follows the new total, so the result is no longer
+    that of any uninterrupted run)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("time_limit", "steps")}
+
+
+def _resume(out, model, optimizer, schedule, windows, dataset_spec, config):
     if out is None:
         raise PhysodeError("resume=True needs the out_dir of the run to continue")
     payload = load_checkpoint(out / "checkpoint.pt")
@@ -362,9 +455,16 @@ def _resume(out, model, optimizer, schedule, windows, dataset_spec):
     if payload["model"]["class"] != type(model).__name__ or payload["model"]["config"] != model.config():
         raise PhysodeError(f"{out / 'checkpoint.pt'} was written for another model ({payload['model']['class']}); "
                            "resume with the same model settings")
+    saved = trainer.get("config")
+    if saved is not None and saved != _resumable(config):
+        changed = sorted(k for k in saved if saved[k] != _resumable(config).get(k))
+        raise PhysodeError(f"{out / 'checkpoint.pt'} was trained with other settings ({', '.join(changed)}); "
+                           "resume with the same TrainConfig (only steps and time_limit may change)")
     model.load_state_dict(payload["model"]["state_dict"])
     optimizer.load_state_dict(trainer["optimizer"])
     schedule.load_state_dict(trainer["schedule"])
     windows.generator.set_state(trainer["generator"])
+    good = (trainer.get("good_model", payload["model"]["state_dict"]), trainer.get("good_optimizer", trainer["optimizer"]))
     return {"step": trainer["step"], "best": trainer["best"], "best_weights": trainer["best_weights"],
-            "since_best": trainer["since_best"], "history": list(trainer["history"]), "seconds": trainer["seconds"]}
+            "since_best": trainer["since_best"], "history": list(trainer["history"]), "seconds": trainer["seconds"],
+            "failures": trainer.get("failures", 0), "good": good}

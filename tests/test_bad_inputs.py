@@ -1,13 +1,21 @@
-"""A corpus of malformed inputs to the Python API: each gives a PhysodeError that names the argument.
+"""A corpus of malformed inputs to the Python API, the envs and the CLI: each gives a PhysodeError that
+names the argument (the CLI: exit code 2, one line on stderr, no traceback) and leaves every file that
+was already there untouched.
 
-(The CLI's bad inputs are in test_cli.py, malformed files in test_data.py.)
+(More file cases are in test_data.py and test_checkpoint.py.)
 """
+
+import hashlib
 
 import numpy as np
 import pytest
 import torch
 
-from physode import NBody, Pendulum, PhysodeError, SpringMass, TrajectoryDataset, make_system, simulate
+import physode
+from physode import (NBody, NeuralODE, ODEBlock, Pendulum, PhysodeError, SpringMass, TrainConfig, TrajectoryDataset,
+                     build_model, collect, compare, fit, load_model, make_system, simulate)
+from physode.cli import main
+from physode.envs import LearnedDynamicsEnv, PendulumEnv
 
 T = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
 X0 = torch.zeros(3, 2, dtype=torch.float64)
@@ -51,10 +59,110 @@ CASES = {
     "dataset t mismatch": (lambda: TrajectoryDataset(T, torch.zeros(2, 5, 2), Pendulum().spec()), "t has 11 times"),
     "dataset bad split": (lambda: TrajectoryDataset(T, torch.zeros(2, 11, 2), Pendulum().spec(), split=[0, 5]), "split"),
     "dataset bad part": (lambda: TrajectoryDataset(T, torch.zeros(2, 11, 2), Pendulum().spec()).part("holdout"), "split name"),
+    "unknown model": (lambda: build_model("lstm", _data()), "unknown model"),
+    "unknown model solver": (lambda: NeuralODE(2, solver="rk45"), "unknown solver"),
+    "fixed solver without step": (lambda: NeuralODE(2, solver="rk4"), "step_size"),
+    "model state width vs data": (lambda: fit(NeuralODE(3), _data(), TrainConfig(steps=1)), "state_dim 3"),
+    "model controls vs data": (lambda: fit(NeuralODE(2, control_dim=1), _data(), TrainConfig(steps=1)), "controls"),
+    "negative learning rate": (lambda: TrainConfig(lr=-1.0), "lr"),
+    "rollout state width": (lambda: NeuralODE(2).rollout(torch.zeros(4, 3), T), r"\(N, 2\)"),
+    "compare model width": (lambda: compare({"m": NeuralODE(4)}, _data()), "state_dim 4"),
+    "ode block without module": (lambda: ODEBlock(lambda t, z: z), "nn.Module"),
+    "env nan start": (lambda: PendulumEnv().reset(options={"state": [np.nan, 0.0]}), "options"),
+    "env unknown integrator": (lambda: PendulumEnv(integrator="rk5"), "integrator"),
+    "env zero dt": (lambda: PendulumEnv(dt=0.0), "dt"),
+    "env action shape": (lambda: _started(PendulumEnv()).step(np.zeros(3, np.float32)), "shape"),
+    "env nan action": (lambda: _started(PendulumEnv()).step(np.array([np.nan], np.float32)), "NaN"),
+    "env step before reset": (lambda: PendulumEnv().step(np.zeros(1, np.float32)), "reset"),
+    "env model of another system": (lambda: PendulumEnv(dynamics=_model_of(SpringMass())), "trained on spring_mass"),
+    "learned env uncontrolled model": (lambda: LearnedDynamicsEnv(_model_of(Pendulum(), controls=0)), "allow_uncontrolled"),
+    "collect discrete env": (lambda: collect("CartPole-v1", 1), "Discrete"),
+    "collect zero episodes": (lambda: collect("Pendulum-v1", 0), "episodes"),
 }
+
+
+def _data():
+    return TrajectoryDataset.generate(Pendulum(), 6, 1.0, 0.1, seed=0)
+
+
+def _started(env):
+    env.reset(seed=0)
+    return env
+
+
+def _model_of(system, controls=None):
+    model = NeuralODE(system.state_dim, control_dim=system.control_dim if controls is None else controls)
+    model.system_spec = system.spec()
+    return model
 
 
 @pytest.mark.parametrize("call, message", CASES.values(), ids=CASES.keys())
 def test_bad_input_raises_a_physode_error(call, message):
     with pytest.raises(PhysodeError, match=message):
         call()
+
+
+def test_files_that_are_not_what_they_claim_are_refused(tmp_path):
+    data, checkpoint = tmp_path / "data.npz", tmp_path / "model.pt"
+    _data().save(data)
+    physode.save_checkpoint(checkpoint, NeuralODE(2), system_spec=Pendulum().spec())
+    for path, load in ((data, TrajectoryDataset.load), (checkpoint, load_model)):
+        whole = path.read_bytes()
+        cut = tmp_path / f"cut{path.suffix}"
+        cut.write_bytes(whole[: len(whole) // 2])  # truncated
+        flipped = tmp_path / f"flipped{path.suffix}"
+        flipped.write_bytes(whole[:100] + bytes(b ^ 0xFF for b in whole[100:300]) + whole[300:])  # corrupt
+        other = tmp_path / f"other{path.suffix}"
+        other.write_bytes((checkpoint if path == data else data).read_bytes())  # a file of another kind
+        for bad in (cut, flipped, other, tmp_path / f"missing{path.suffix}", tmp_path):
+            with pytest.raises(PhysodeError):
+                load(bad)
+
+
+def _fingerprint(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A folder with a good dataset, a truncated one, a checkpoint, and a file in the way of an output folder."""
+    root = tmp_path_factory.mktemp("cli")
+    _data().save(root / "good.npz")
+    (root / "cut.npz").write_bytes((root / "good.npz").read_bytes()[:500])
+    physode.save_checkpoint(root / "model.pt", NeuralODE(2), system_spec=Pendulum().spec())
+    (root / "out.npz").write_bytes(b"an existing output that must survive")
+    (root / "blocker").write_text("a file where a folder is expected")
+    return root
+
+
+CLI_CASES = {
+    "unknown system": ["simulate", "double_pendulum", "-o", "{root}/out.npz"],
+    "zero trajectories": ["simulate", "pendulum", "--n", "0", "-o", "{root}/out.npz"],
+    "negative dt": ["simulate", "pendulum", "--dt", "-0.1", "-o", "{root}/out.npz"],
+    "absurd size": ["simulate", "pendulum", "--n", "1000000000000", "-o", "{root}/out.npz"],
+    "bad parameter": ["simulate", "pendulum", "--param", "mass=-1", "-o", "{root}/out.npz"],
+    "unknown method": ["simulate", "pendulum", "--method", "rk5", "-o", "{root}/out.npz"],
+    "unwritable output": ["simulate", "pendulum", "--n", "4", "-o", "{root}/blocker/out.npz"],
+    "missing dataset": ["train", "--data", "{root}/missing.npz", "--out", "{root}/run"],
+    "truncated dataset": ["train", "--data", "{root}/cut.npz", "--out", "{root}/run"],
+    "checkpoint as dataset": ["train", "--data", "{root}/model.pt", "--out", "{root}/run"],
+    "unknown model": ["train", "--data", "{root}/good.npz", "--model", "lstm", "--out", "{root}/run"],
+    "resume without checkpoint": ["train", "--data", "{root}/good.npz", "--out", "{root}/blocker", "--resume"],
+    "compare unknown model": ["compare", "pendulum", "--models", "node,gru", "--out", "{root}/run"],
+    "compare horizons beyond data": ["compare", "pendulum", "--reference", "data", "--horizons", "9", "--preset", "smoke",
+                                     "--models", "resnet", "--out", "{root}/new-run"],
+    "plot a non-run folder": ["plot", "{root}"],
+    "collect unknown env": ["collect", "--env", "Nope-v3", "--episodes", "1", "-o", "{root}/out.npz"],
+    "collect discrete env": ["collect", "--env", "CartPole-v1", "--episodes", "1", "-o", "{root}/out.npz"],
+    "not a number": ["simulate", "pendulum", "--n", "many", "-o", "{root}/out.npz"],
+}
+
+
+@pytest.mark.parametrize("argv", CLI_CASES.values(), ids=CLI_CASES.keys())
+def test_bad_command_lines_exit_2_with_one_line_and_touch_nothing(argv, files, capsys):
+    before = _fingerprint(files)
+    assert main([a.format(root=files) for a in argv]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("physode") and "Traceback" not in captured.err
+    assert _fingerprint(files) == before  # nothing changed, nothing added
