@@ -38,6 +38,56 @@ def per_trajectory_norm(ratio: torch.Tensor) -> torch.Tensor:
     return ratio.pow(2).mean(-1).sqrt().max()
 
 
+class UniformGrid:
+    """The fixed-step grid ``t0 + (t1 - t0) k / n``, ``k = 0..n``, handed out one 0-d tensor at a time.
+
+    torchdiffeq's fixed-grid solvers walk their grid with ``zip(grid[:-1], grid[1:])``; over a tensor
+    that unbinds every point at once and holds them all for the whole solve (about 1.2 KiB per step,
+    forward and again in the adjoint's backward solve: memory growing with the number of steps). This
+    sequence, given to torchdiffeq through its public ``grid_constructor`` option, keeps it flat.
+    It supports what torchdiffeq does with a grid: ``len``, indexing, ``[:-1]`` / ``[1:]``, iteration
+    and negation (for backward-in-time solves).
+    """
+
+    def __init__(self, t0: float, t1: float, n: int, like: torch.Tensor, first: int = 0, last: int | None = None):
+        self.t0, self.t1, self.n, self.like = t0, t1, n, like
+        self.first, self.last = first, n if last is None else last
+
+    def _point(self, k: int) -> torch.Tensor:
+        value = self.t1 if k == self.n else self.t0 + (self.t1 - self.t0) * k / self.n
+        return torch.tensor(value, dtype=self.like.dtype, device=self.like.device)
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1 or stop <= start:
+                raise IndexError("a UniformGrid slices contiguously and non-empty only")
+            return UniformGrid(self.t0, self.t1, self.n, self.like, self.first + start, self.first + stop - 1)
+        k = index + len(self) if index < 0 else index
+        if not 0 <= k < len(self):
+            raise IndexError(index)
+        return self._point(self.first + k)
+
+    def __iter__(self):
+        return (self._point(k) for k in range(self.first, self.last + 1))
+
+    def __neg__(self) -> UniformGrid:
+        return UniformGrid(-self.t0, -self.t1, self.n, self.like, self.first, self.last)
+
+
+def fixed_grid(step_size: float):
+    """A torchdiffeq ``grid_constructor``: equal steps of at most ``step_size`` over the solve's span."""
+
+    def construct(func, y0, t):
+        t0, t1 = float(t[0]), float(t[-1])
+        return UniformGrid(t0, t1, max(1, math.ceil(abs(t1 - t0) / step_size - 1e-9)), t)
+
+    return construct
+
+
 def substeps(times: torch.Tensor, step_size: float) -> int:
     """Equal substeps per output interval so that no trajectory's substep exceeds ``step_size``."""
     return max(1, math.ceil(float(times.diff(dim=1).max()) / step_size - 1e-9))
@@ -88,9 +138,9 @@ def solve_on_grids(
         # every knot, both ends included: the adjoint's backward solve must stop exactly at s = 0 too
         options = {"norm": per_trajectory_norm, "jump_t": s, "max_num_steps": max_steps}
     else:
-        per = substeps(times, step_size)
-        grid = torch.arange((n_times - 1) * per + 1, dtype=torch.float64, device=x0.device) / per
-        options = {"perturb": True, "grid_constructor": lambda func, y0, t: grid}
+        # every interval [k, k + 1] of s split into the same number of substeps (the adjoint's backward
+        # solves run interval by interval, so the grid follows the span it is asked for)
+        options = {"perturb": True, "grid_constructor": fixed_grid(1.0 / substeps(times, step_size))}
     try:
         if adjoint:
             y = odeint_adjoint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options,

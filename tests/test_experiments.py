@@ -69,3 +69,10 @@ def test_paper_irregular_quick(tmp_path):
     assert {(r["model"], r["observations"]) for r in rows} == {("node", 101), ("resnet", 101), ("node", 20), ("resnet", 20)}
     assert all(r["steps"] == 20 and r["error_2t_train"] > 0 for r in rows)
     assert (tmp_path / "paper_irregular_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_soak_quick(tmp_path):
+    out = run("soak.py", "--results", str(tmp_path), "--figures", str(tmp_path))
+    raw = json.loads((tmp_path / "soak_quick.json").read_text())
+    assert "RSS after warm-up" in out and len(raw["rss_mib"]) == 12
+    assert raw["rss_mib"][-1] - raw["rss_mib"][raw["warmup"] - 1] < 20  # no runaway growth, even in 12 cycles

@@ -98,3 +98,32 @@ def test_bad_blocks_are_refused():
         ODEBlock(MLPField(2), t_end=0)
     with pytest.raises(PhysodeError, match="augment_dim"):
         ODEBlock(MLPField(2), augment_dim=1)(torch.zeros(3))
+
+
+def test_fixed_step_adjoint_on_a_grid_of_several_times_matches_direct_backprop():
+    """The adjoint's backward solve runs interval by interval; the fixed-step grid must follow each span."""
+    from physode import NeuralODE
+
+    torch.manual_seed(1)
+    grads = []
+    for adjoint in (True, False):
+        torch.manual_seed(1)
+        model = NeuralODE(2, solver="rk4", step_size=0.05, adjoint=adjoint, dtype="float64")
+        nn.init.normal_(model.net[-1].weight, std=0.3)
+        x0 = torch.randn(4, 2, dtype=torch.float64)
+        model.rollout(x0, torch.linspace(0, 1, 6, dtype=torch.float64)).pow(2).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 1e-6
+
+
+def test_the_uniform_grid_behaves_like_the_tensor_it_replaces():
+    from physode.integrate import UniformGrid
+
+    like = torch.zeros((), dtype=torch.float64)
+    grid = UniformGrid(0.0, 3.0, 6, like)
+    dense = torch.linspace(0.0, 3.0, 7, dtype=torch.float64)
+    assert len(grid) == 7 and torch.equal(torch.stack(list(grid)), dense)
+    assert torch.equal(torch.stack(list(grid[:-1])), dense[:-1]) and torch.equal(torch.stack(list(grid[1:])), dense[1:])
+    assert grid[-1].item() == 3.0 and grid[2].item() == 1.0 and (-grid)[-1].item() == -3.0
+    with pytest.raises(IndexError):
+        grid[7]

@@ -8,6 +8,7 @@ import torch
 import physode
 from physode import PhysodeError, SolverError, TrainConfig, TrajectoryDataset, build_model, fit, load_model
 from physode.cli import main
+from physode.train import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_every_model_trains_briefly(name, small_pendulum):
     assert result.steps == 15 and 0 < result.best_val_error < 1.0
 
 
-def test_solver_failures_roll_back_and_then_stop_with_a_clear_message(small_pendulum):
+def test_solver_failures_roll_back_and_then_stop_with_a_clear_message(small_pendulum, tmp_path):
     model = build_model("node", small_pendulum, hidden=8)
     calls = {"n": 0}
     real_flow = model.flow
@@ -85,15 +86,21 @@ def test_solver_failures_roll_back_and_then_stop_with_a_clear_message(small_pend
         return real_flow(t, z, u)
 
     model.flow = flaky
-    result = fit(model, small_pendulum, TrainConfig(steps=6, batch_size=4, window=3, val_every=3, lr=1e-3))
+    result = fit(model, small_pendulum, TrainConfig(steps=6, batch_size=4, window=3, val_every=3, lr=1e-3),
+                 out_dir=tmp_path / "flaky")
     assert result.steps == 6  # one failure: rolled back, learning rate halved, went on
+    events = [r for r in read_metrics(tmp_path / "flaky" / "metrics.jsonl") if "event" in r]
+    assert events == [{"step": 0, "event": "rollback", "cause": "injected failure", "lr": 5e-4}]
+    assert [h["step"] for h in result.history] == [3, 6]  # the result's history holds the validations only
 
     def broken(t, z, u):
         raise SolverError("step size underflow")
 
     model.flow = broken
     with pytest.raises(PhysodeError, match=r"stopped at step 0 after 6 failures.*step size underflow"):
-        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3))
+        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path / "broken")
+    events = read_metrics(tmp_path / "broken" / "metrics.jsonl")
+    assert [e["event"] for e in events] == ["rollback"] * 5 + ["stopped"] and "underflow" in events[-1]["cause"]
 
 
 def test_early_stopping_and_irregular_grids():

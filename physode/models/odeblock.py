@@ -15,7 +15,7 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from ..checks import positive_float, positive_int
 from ..errors import PhysodeError, unknown_name
-from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, solver_failure
+from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, fixed_grid, solver_failure
 
 
 class _Counted(nn.Module):
@@ -87,7 +87,10 @@ class ODEBlock(nn.Module):
     def trajectory(self, x: torch.Tensor, t) -> torch.Tensor:
         """States ``(T, N, ...)`` at the times ``t: (T,)`` (from 0) of the solve that starts at ``x``."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        options = {"step_size": self.step_size} if self.solver in FIXED_METHODS else {"max_num_steps": self.max_steps}
+        if self.solver in FIXED_METHODS:
+            options = {"grid_constructor": fixed_grid(self.step_size)}  # memory flat in the number of steps
+        else:
+            options = {"max_num_steps": self.max_steps}
         solve = odeint_adjoint if self.adjoint else odeint
         kwargs = {"adjoint_params": tuple(self.field.parameters())} if self.adjoint else {}
         start = self.field.calls
