@@ -5,11 +5,14 @@ One training step (forward solve, loss, backward) through ``physode.ODEBlock`` w
 backprop through the solver's operations and by the adjoint method. The field is a tanh MLP
 ``width -> hidden -> width`` on a float32 state of ``batch x width`` (default 32 x 64, hidden 64: direct
 backprop keeps about 0.24 MiB per step, 2.3 GiB at 10,000 steps; at 100 steps it is still 20 MiB, far
-above the measurement's resolution). Two more series, full mode only: the same solve forward only under
-``torch.no_grad()`` (inference, no gradient at all: what any solve costs), and a diagnostic, the adjoint
-with torchdiffeq's fixed-grid loop patched (in that process only) to index its time grid instead of
-iterating over it (see ``index_the_grid``: it shows where the adjoint's residual growth comes from).
-``--quick``: 10, 100, 1000 steps, a 16 x 64 state, direct and adjoint only.
+above the measurement's resolution). One more series, full mode only: the same solve forward only under
+``torch.no_grad()`` (inference, no gradient at all: what any solve costs). ``--quick``: 10, 100, 1000
+steps, a 16 x 64 state, direct and adjoint only.
+
+physode hands torchdiffeq its fixed-step grids as ``physode.integrate.UniformGrid``, built one time
+point at a time: torchdiffeq's loop over a grid *tensor* (``zip(grid[:-1], grid[1:])``) holds every
+point at once, about 1.2 KiB per step whatever the state, which made the adjoint's memory grow with
+the number of steps (0.6 MiB at 100 steps, 12.4 MiB at 10,000, before physode changed this).
 
 How memory is measured: every point runs in a fresh Python process (this script, ``--point``), so
 nothing one point allocated or cached can hide or inflate another's. The process imports, builds the
@@ -56,9 +59,8 @@ from torch import nn
 
 import physode
 
-METHODS = ("direct", "adjoint", "forward", "adjoint-indexed")
-LABELS = {"direct": "direct backprop", "adjoint": "adjoint", "forward": "forward only (no grad)",
-          "adjoint-indexed": "adjoint, grid indexed (diagnostic)"}
+METHODS = ("direct", "adjoint", "forward")
+LABELS = {"direct": "direct backprop", "adjoint": "adjoint", "forward": "forward only (no grad)"}
 T_END = 1.0
 
 
@@ -91,38 +93,6 @@ def training_step(ode: physode.ODEBlock, x: torch.Tensor, method: str) -> tuple[
     return float(loss.detach()), middle - start, time.perf_counter() - middle
 
 
-def index_the_grid() -> None:
-    """Diagnostic only, in its own process: torchdiffeq's fixed-grid loop, indexing the grid instead of unbinding it.
-
-    torchdiffeq 0.2.5 steps with ``for t0, t1 in zip(time_grid[:-1], time_grid[1:])``; iterating a tensor
-    unbinds it, so all ``2 n`` 0-d time tensors exist at once (about 1.2 KiB per step, whatever the
-    state size). This is the same loop (linear interpolation onto the output times, physode's case),
-    taking ``time_grid[k]`` one step at a time. physode itself never does this.
-    """
-    from torchdiffeq._impl.solvers import FixedGridODESolver
-
-    def integrate(self, t):
-        if self.interp != "linear":
-            raise NotImplementedError("the diagnostic loop covers linear interpolation only")
-        time_grid = self.grid_constructor(self.func, self.y0, t)
-        solution = torch.empty(len(t), *self.y0.shape, dtype=self.y0.dtype, device=self.y0.device)
-        solution[0] = self.y0
-        j, y0 = 1, self.y0
-        for k in range(len(time_grid) - 1):
-            t0, t1 = time_grid[k], time_grid[k + 1]
-            dt = t1 - t0
-            self.func.callback_step(t0, y0, dt)
-            dy, _ = self._step_func(self.func, t0, dt, t1, y0)
-            y1 = y0 + dy
-            while j < len(t) and t1 >= t[j]:
-                solution[j] = self._linear_interp(t0, t1, y0, y1, t[j])
-                j += 1
-            y0 = y1
-        return solution
-
-    FixedGridODESolver.integrate = integrate
-
-
 # ---------------------------------------------------------------------------------------------- one point
 
 
@@ -145,8 +115,6 @@ def measure_point(method: str, steps: int, batch: int, width: int, hidden: int, 
     """Peak memory and time of one step; meant to run alone in a fresh process."""
     if method not in METHODS:
         raise SystemExit(f"unknown method {method!r}; one of {', '.join(METHODS)}")
-    if method == "adjoint-indexed":
-        index_the_grid()
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -226,8 +194,7 @@ def figure(points, methods, steps):
     import matplotlib.pyplot as plt
 
     fig, (mem, per) = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"direct": dict(marker="o"), "adjoint": dict(marker="s"), "forward": dict(marker="^", ls="--", color="gray"),
-              "adjoint-indexed": dict(marker="s", ls=":", mfc="none")}
+    styles = {"direct": dict(marker="o"), "adjoint": dict(marker="s"), "forward": dict(marker="^", ls="--", color="gray")}
     for method in methods:
         rows = [points[(method, n)] for n in steps]
         # peak increases at or below the RSS resolution (a few hundred KiB) are drawn at 0.1 MiB
@@ -321,20 +288,10 @@ def main(argv=None):
     lines.append(f"- Growth per solver step between 100 and {top} steps: "
                  + ", ".join(f"{LABELS[m]} {per_step[m]:.2f} KiB" for m in methods) + ".")
     if "forward" in methods:
-        indexed = mem[("adjoint-indexed", top)] / mem[("adjoint-indexed", 100)]
         lines.append(
-            "- Where the adjoint's growth comes from: a plain forward solve under no_grad grows by "
-            f"{per_step['forward']:.2f} KiB per step too, and the same adjoint with torchdiffeq's fixed-grid loop indexing "
-            f"its time grid instead of iterating over it (a diagnostic patch, in its own process) grows by "
-            f"{per_step['adjoint-indexed']:.2f} KiB per step ({mem[('adjoint-indexed', 100)]:.2f} MiB at 100 steps, "
-            f"{mem[('adjoint-indexed', top)]:.2f} at {top}: {indexed:.2f}x, "
-            + ("within 10%). " if abs(indexed - 1) <= 0.1 else
-               f"not within 10% either, but {mem[('adjoint-indexed', top)] - mem[('adjoint-indexed', 100)]:.2f} MiB "
-               "on a peak of about a MiB, close to what peak RSS resolves). ")
-            + "torchdiffeq 0.2.5 steps with "
-            "`for t0, t1 in zip(time_grid[:-1], time_grid[1:])`, which unbinds the whole grid into 0-d tensors at "
-            "once (forward solve and again the backward solve): a cost per step independent of the state's size, "
-            "which no choice of state makes negligible here while direct backprop at 10,000 steps stays within a few GiB."
+            f"- A forward solve alone (no gradient) grows by {per_step['forward']:.2f} KiB per step, the adjoint by "
+            f"{per_step['adjoint']:.2f} KiB: {mem[('adjoint', top)] - mem[('adjoint', 100)]:.2f} MiB from 100 to {top} "
+            "steps, on peaks of about a MiB, which is near what peak RSS resolves (a few hundred KiB)."
         )
     lines += [
         f"- Gradient check (float64, batch 8): adjoint vs direct backprop, relative difference {diffs} steps; fitted "

@@ -56,7 +56,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import physode.plot  # noqa: F401
 
-    cycles = 12 if args.quick else 150
+    cycles = 12 if args.quick else 400
     data = physode.TrajectoryDataset.generate(physode.Pendulum(), 16, t_end=2.0, dt=0.1, seed=0)
     memory = []
     with tempfile.TemporaryDirectory() as root:
