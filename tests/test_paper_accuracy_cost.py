@@ -1,19 +1,9 @@
 """experiments/paper_accuracy_cost.py in --quick mode: tighter tolerances cost more evaluations and cut the solver error."""
 
 import json
-import subprocess
-import sys
 from itertools import pairwise
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(script, *args):
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--quick", *args],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+from experiment import run
 
 
 def test_accuracy_cost_quick(tmp_path):

@@ -1,18 +1,8 @@
 """experiments/paper_adjoint_memory.py in --quick mode: direct backprop's memory grows with the steps, the adjoint's does not."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(script, *args):
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--quick", *args],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+from experiment import run
 
 
 def test_adjoint_memory_quick(tmp_path):

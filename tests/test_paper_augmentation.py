@@ -2,9 +2,6 @@
 learn the crossing map g(1) = -1, g(-1) = 1, while an augmented flow and a ResNet can."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,14 +9,7 @@ from torch import nn
 
 from physode import ODEBlock
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(script, *args):
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--quick", *args],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+from experiment import run
 
 
 class TimeMLP(nn.Module):

@@ -2,27 +2,19 @@
 
 import gzip
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from experiment import ROOT, launch
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from paper_classification import load_mnist, read_idx  # noqa: E402
 
 
-def run(*args):
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "paper_classification.py"), *args],
-                          capture_output=True, text=True, timeout=600)
-    return done
-
-
 def test_quick_run_reproduces_the_shape_of_table_1(tmp_path):
-    done = run("--quick", "--results", str(tmp_path), "--figures", str(tmp_path))
+    done = launch("paper_classification.py", "--quick", "--results", str(tmp_path), "--figures", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     raw = json.loads((tmp_path / "paper_classification_quick.json").read_text())
     models = raw["models"]
@@ -81,6 +73,7 @@ def test_missing_mnist_files_are_named(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8), 0x08)
     with pytest.raises(FileNotFoundError, match="train-labels-idx1-ubyte"):
         load_mnist(tmp_path)
-    done = run("--mnist", str(tmp_path / "nowhere"), "--results", str(tmp_path), "--figures", str(tmp_path))
+    done = launch("paper_classification.py", "--mnist", str(tmp_path / "nowhere"), "--results", str(tmp_path),
+                  "--figures", str(tmp_path))
     assert done.returncode == 2 and "nowhere" in done.stderr and "does not exist" in done.stderr
     assert "Traceback" not in done.stderr
