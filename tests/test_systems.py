@@ -188,3 +188,22 @@ def test_a_rod_pendulum_swings_like_a_point_pendulum_of_two_thirds_its_length():
     assert rod.energy(torch.tensor([math.pi, 0.0], dtype=torch.float64)).item() == pytest.approx(0.5 * 10.0 * 1.2)
     with pytest.raises(PhysodeError, match="rod must be True"):
         Pendulum(rod=1)
+
+
+def test_nbody_pairwise_sums_in_chunks_equal_the_whole(monkeypatch):
+    """Many bodies: the pairwise sums run in chunks of bodies (bounded memory) and give the same field and energy."""
+    from physode.systems import nbody
+
+    system = NBody(n_bodies=7, dim=3, masses=[1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 0.7], softening=0.05)
+    x = system.sample_initial_states(5, seed=1)
+    whole_field, whole_energy = system.vector_field(0.0, x), system.energy(x)
+    monkeypatch.setattr(nbody, "PAIR_BUDGET", 5 * 7 * 3 * 2)  # two bodies per chunk, the last chunk one
+    torch.testing.assert_close(system.vector_field(0.0, x), whole_field, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(system.energy(x), whole_energy, rtol=1e-14, atol=1e-14)
+    big = NBody(n_bodies=1024, dim=2, softening=0.01)
+    q = torch.cat([torch.randn(2, 2048, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+                   torch.zeros(2, 2048, dtype=torch.float64)], dim=1)  # a random cluster at rest
+    monkeypatch.setattr(nbody, "PAIR_BUDGET", 2**16)  # 16 bodies per chunk
+    chunked = big.vector_field(0.0, q)
+    monkeypatch.setattr(nbody, "PAIR_BUDGET", 2**24)
+    torch.testing.assert_close(chunked, big.vector_field(0.0, q), rtol=1e-12, atol=1e-12)

@@ -15,6 +15,11 @@ from .base import MechanicalSystem, check_parameter, rng
 JITTER = 0.05
 
 
+#: Most separation components (batch x bodies x bodies x dim) held at once by the pairwise sums; beyond
+#: it they run in chunks of bodies (128 MiB of float64 per temporary).
+PAIR_BUDGET = 2**24
+
+
 @dataclasses.dataclass(frozen=True)
 class NBodyParams:
     """number of bodies, spatial dimension (2 or 3), masses (None: all 1), G, Plummer softening length."""
@@ -104,19 +109,30 @@ class NBody(MechanicalSystem):
     def _bodies(self, flat: torch.Tensor) -> torch.Tensor:
         return flat.reshape(*flat.shape[:-1], self.params.n_bodies, self.params.dim)
 
-    def _pairs(self, q: torch.Tensor):
-        """Separations ``d_ij = q_j - q_i: (..., n, n, dim)`` and softened squared distances ``(..., n, n)``."""
-        d = q.unsqueeze(-3) - q.unsqueeze(-2)
-        r2 = (d**2).sum(-1) + self.params.softening**2
-        return d, r2
+    def _pair_chunks(self, q: torch.Tensor):
+        """The pairwise terms in chunks of bodies ``i``, so that memory stays bounded for many bodies.
+
+        Yields ``(rows, d, r2, self_pair)`` with ``rows`` a slice of bodies ``i``, separations
+        ``d_ij = q_j - q_i: (..., r, n, dim)``, softened squared distances ``(..., r, n)`` and the mask of
+        ``j == i`` ``(r, n)``. Each chunk holds at most about ``PAIR_BUDGET`` separation components.
+        """
+        n, dim = q.shape[-2], q.shape[-1]
+        batch = max(1, q[..., 0, 0].numel())
+        step = max(1, PAIR_BUDGET // (batch * n * dim))
+        eye = torch.eye(n, dtype=torch.bool, device=q.device)
+        for start in range(0, n, step):
+            rows = slice(start, min(n, start + step))
+            d = q.unsqueeze(-3) - q[..., rows, :].unsqueeze(-2)
+            yield rows, d, (d**2).sum(-1) + self.params.softening**2, eye[rows]
 
     def acceleration(self, t, q, v, u):
         q = self._bodies(q)
-        d, r2 = self._pairs(q)
-        eye = torch.eye(q.shape[-2], dtype=torch.bool, device=q.device)
-        inv_r3 = torch.where(eye, 0.0, r2.masked_fill(eye, 1.0) ** -1.5)
-        weights = self.params.gravity * self.masses(q) * inv_r3  # (..., n, n): G m_j / r_ij^3
-        a = (weights.unsqueeze(-1) * d).sum(-2).flatten(-2)
+        gm = self.params.gravity * self.masses(q)
+        parts = []
+        for _, d, r2, self_pair in self._pair_chunks(q):
+            inv_r3 = torch.where(self_pair, 0.0, r2.masked_fill(self_pair, 1.0) ** -1.5)
+            parts.append(((gm * inv_r3).unsqueeze(-1) * d).sum(-2))  # sum_j G m_j d_ij / r_ij^3
+        a = torch.cat(parts, dim=-2).flatten(-2)
         if u is not None:
             a = a + u
         return a
@@ -124,11 +140,12 @@ class NBody(MechanicalSystem):
     def potential_energy(self, x: torch.Tensor) -> torch.Tensor:
         """``-G sum_{i<j} m_i m_j / r_ij`` of states ``x: (..., D)``, shape ``(...)``."""
         q = self._bodies(x[..., : self.position_dim])
-        _, r2 = self._pairs(q)
         m = self.masses(q)
-        eye = torch.eye(q.shape[-2], dtype=torch.bool, device=q.device)
-        inv_r = torch.where(eye, 0.0, r2.masked_fill(eye, 1.0) ** -0.5)
-        return -0.5 * self.params.gravity * (m.unsqueeze(-1) * m * inv_r).sum((-1, -2))
+        total = 0.0
+        for rows, _, r2, self_pair in self._pair_chunks(q):
+            inv_r = torch.where(self_pair, 0.0, r2.masked_fill(self_pair, 1.0) ** -0.5)
+            total = total + (m[rows].unsqueeze(-1) * m * inv_r).sum((-1, -2))
+        return -0.5 * self.params.gravity * total
 
     def kinetic_energy(self, x: torch.Tensor) -> torch.Tensor:
         """``sum m_i |v_i|^2 / 2``, shape ``(...)``."""
