@@ -132,7 +132,7 @@ class NBody(MechanicalSystem):
         for _, d, r2, self_pair in self._pair_chunks(q):
             inv_r3 = torch.where(self_pair, 0.0, r2.masked_fill(self_pair, 1.0) ** -1.5)
             parts.append(((gm * inv_r3).unsqueeze(-1) * d).sum(-2))  # sum_j G m_j d_ij / r_ij^3
-        a = torch.cat(parts, dim=-2).flatten(-2)
+        a = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)).flatten(-2)
         if u is not None:
             a = a + u
         return a
