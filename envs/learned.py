@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from physode.checkpoint import load_model
-from physode.errors import PhysodeError
+from physode.checks import positive_float
+from physode.errors import PhysodeError, unknown_name
+from physode.integrate import ADAPTIVE_METHODS, FIXED_METHODS
 from physode.models import ContinuousModel, DynamicsModel
 
 from .core import PhysodeEnv
@@ -33,7 +36,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
     * ``checkpoint``: a ``model.pt`` written by :func:`physode.fit`, or a loaded model that carries
       ``system_spec`` (as :func:`physode.load_model` returns it);
     * ``dt``: the step (default: a ResNet step model's own ``dt``, else the true env's default);
-    * ``solver``, ``step_size``: override a continuous model's solver (e.g. ``"rk4"``, ``dt``) for speed;
+    * ``solver``, ``step_size``: step a copy of a continuous model with another solver (e.g. ``"rk4"``; fixed-step
+      solvers default to one step of ``dt``), for speed;
     * ``allow_uncontrolled``: a model trained without controls ignores the actions; it is refused
       unless this is True, so that an action never silently does nothing;
     * ``env_kwargs``: the true env's other arguments (``integrator`` of the reference, bounds, ...).
@@ -56,14 +60,14 @@ class LearnedDynamicsEnv(PhysodeEnv):
         if not model.control_dim and not allow_uncontrolled:
             raise PhysodeError("the model was trained without controls, so actions would do nothing: train on data "
                                "with controls (physode simulate --controls random) or pass allow_uncontrolled=True")
-        if isinstance(model, ContinuousModel) and solver is not None:
-            model.solver, model.step_size = solver, step_size if step_size is not None else model.step_size
         if dt is None and hasattr(model, "dt"):
             dt = model.dt
         if dt is not None:
             env_kwargs["dt"] = dt
         self.task = ENV_CLASSES[spec["name"]](**spec["params"], **env_kwargs)
         task = self.task
+        if solver is not None:
+            model = _with_solver(model, solver, step_size, task.dt)
         super().__init__(task.system, task.action_bound, dt=task.dt, integrator=task.integrator,
                          step_size=task.step_size, rtol=task.rtol, atol=task.atol, max_speed=task.max_speed,
                          dynamics=model, reference=reference, render_mode=render_mode)
@@ -93,3 +97,16 @@ class LearnedDynamicsEnv(PhysodeEnv):
                 line.set_color("0.6")
         self.task._trail = getattr(self, "_trail", [x])
         self.task.draw(ax, x)
+
+
+def _with_solver(model, solver: str, step_size, dt: float):
+    """A copy of continuous ``model`` that integrates with ``solver`` (fixed-step ones at ``step_size``, default ``dt``)."""
+    if not isinstance(model, ContinuousModel):
+        raise PhysodeError(f"solver= applies to continuous models; a {type(model).__name__} steps by itself")
+    if solver not in ADAPTIVE_METHODS + FIXED_METHODS:
+        raise unknown_name("solver", solver, ADAPTIVE_METHODS + FIXED_METHODS)
+    model = copy.deepcopy(model)  # the caller's model keeps its own solver
+    model.solver = solver
+    if solver in FIXED_METHODS:
+        model.step_size = dt if step_size is None else positive_float(step_size, "step_size")
+    return model

@@ -125,7 +125,7 @@ def _simulate(args) -> None:
     print(f"wrote {path}: {dataset.summary()} in {time.perf_counter() - start:.1f}s")
 
 
-def _train(args) -> None:
+def _train(args) -> int | None:
     dataset = TrajectoryDataset.load(args.data)
     config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, val_every=args.val_every)

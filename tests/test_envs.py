@@ -232,3 +232,15 @@ def test_the_module_prefix_imports_physode_envs_by_itself():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1000:]
     assert done.stdout.strip() == "(2,)"
+
+
+def test_a_solver_override_steps_a_copy_of_the_model():
+    model = physode.NeuralODE(2, control_dim=1)
+    model.system_spec = physode.Pendulum().spec()
+    env = LearnedDynamicsEnv(model, solver="rk4")
+    env.reset(seed=0)
+    env.step(np.zeros(1, np.float32))
+    assert env.dynamics.nfe_forward == 4 and env.dynamics.step_size == env.dt  # one RK4 step per env step
+    assert model.solver == "dopri5" and model.step_size is None  # the caller's model is untouched
+    with pytest.raises(PhysodeError, match="unknown solver"):
+        LearnedDynamicsEnv(model, solver="rk5")
