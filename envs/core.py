@@ -6,6 +6,11 @@ A :class:`PhysodeEnv` is a task (spaces, reward, start states, termination; subc
 Every step goes through :meth:`PhysodeEnv.transition`, which works on a batch of states ``(N, D)`` in
 float64 torch; the single env uses it with ``N = 1`` and :class:`PhysodeVectorEnv` with ``N = num_envs``,
 so a vector env and ``N`` single envs take the same steps.
+
+The states live on the env's ``device`` (``"auto"``: the GPU when present). Gymnasium's API hands
+actions in and observations, rewards and flags out as numpy arrays, so each step moves exactly those
+between host and device, once for the whole batch; on a GPU that pays off for large vector envs,
+while a single env is faster with ``device="cpu"``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from physode.checks import positive_float, positive_int
+from physode.devices import resolve_device
 from physode.errors import PhysodeError, unknown_name
 from physode.simulate import METHODS, simulate
 from physode.systems import MechanicalSystem
@@ -54,13 +60,15 @@ class PhysodeEnv(gym.Env):
         reference: with a learned ``dynamics``, also step the true system from the same start and put
             ``info["true_state"]`` and ``info["prediction_error"]`` (``||x_hat - x|| / ||x||``) in every step.
         render_mode: None or ``"rgb_array"`` (drawn with matplotlib).
+        device: where the states live and the dynamics run (see the module doc); a learned ``dynamics``
+            model is moved there.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, system, action_bound: float, *, dt: float, integrator: str = "rk4", step_size=None,
                  rtol: float = 1e-8, atol: float = 1e-8, max_speed=None, dynamics=None, reference: bool = False,
-                 render_mode=None):
+                 render_mode=None, device="auto"):
         if integrator not in INTEGRATORS:
             raise unknown_name("integrator", integrator, INTEGRATORS)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -74,9 +82,13 @@ class PhysodeEnv(gym.Env):
         if (self.max_speed is not None or integrator == "semi_implicit_euler") and not isinstance(system, MechanicalSystem):
             raise PhysodeError(f"max_speed and the semi_implicit_euler integrator need a mechanical system, not {system.name}")
         self.action_bound = positive_float(action_bound, "action_bound")
+        self.device = resolve_device(device)
+        self._step_times = torch.tensor([0.0, self.dt], dtype=torch.float64, device=self.device)
         self.dynamics = dynamics
         if dynamics is not None:
             _check_model(dynamics, system)
+            if isinstance(dynamics, torch.nn.Module):
+                dynamics.to(self.device)
         if reference and dynamics is None:
             raise PhysodeError("reference=True compares a learned model with the truth: pass dynamics=model too")
         self.reference = bool(reference)
@@ -103,11 +115,11 @@ class PhysodeEnv(gym.Env):
 
     def terminal(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,)`` True where the state ends the episode (default: never)."""
-        return torch.zeros(x.shape[0], dtype=torch.bool)
+        return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
 
     def observe(self, x: torch.Tensor) -> np.ndarray:
-        """``(N, D)`` float32 observations of states ``x`` (default: the state itself)."""
-        return x.to(torch.float32).numpy()
+        """``(N, D)`` float32 observations of states ``x`` (default: the state itself), on the host."""
+        return x.to(torch.float32).cpu().numpy()
 
     def draw(self, ax, x: np.ndarray) -> None:
         """Draw state ``x: (D,)`` on matplotlib axes (for ``render``)."""
@@ -125,14 +137,14 @@ class PhysodeEnv(gym.Env):
             raise InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
         if not np.isfinite(a).all():
             raise InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
-        return torch.from_numpy(np.clip(a, -self.action_bound, self.action_bound).reshape(n, self.system.control_dim))
+        clipped = np.clip(a, -self.action_bound, self.action_bound).reshape(n, self.system.control_dim)
+        return torch.from_numpy(clipped).to(self.device)
 
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
         """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
         if learned and self.dynamics is not None:
-            times = torch.tensor([0.0, self.dt], dtype=torch.float64)
             with torch.no_grad():
-                return self.dynamics.rollout(x, times, u if self.dynamics.control_dim else None)[:, 1].double()
+                return self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1].double()
         if self.integrator == "semi_implicit_euler":
             p = self.system.position_dim
             q, v = x[:, :p], x[:, p:]
@@ -140,9 +152,8 @@ class PhysodeEnv(gym.Env):
             if self.max_speed is not None:
                 v = v.clamp(-self.max_speed, self.max_speed)
             return torch.cat([q.add(v, alpha=self.dt), v], dim=1)
-        times = torch.tensor([0.0, self.dt], dtype=torch.float64)
-        x_next = simulate(self.system, x, times, u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
-                          step_size=self.step_size)[:, 1]
+        x_next = simulate(self.system, x, self._step_times, u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
+                          step_size=self.step_size, device=self.device)[:, 1]
         if self.max_speed is not None:
             p = self.system.position_dim
             x_next = torch.cat([x_next[:, :p], x_next[:, p:].clamp(-self.max_speed, self.max_speed)], dim=1)
@@ -155,7 +166,7 @@ class PhysodeEnv(gym.Env):
         last finite state, so every observation stays a number.
         """
         x_next = self.advance(x, u)
-        diverged = torch.zeros(x.shape[0], dtype=torch.bool)
+        diverged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         if self.dynamics is not None:  # the true dynamics never go non-finite (simulate raises SolverError)
             diverged = ~torch.isfinite(x_next).all(dim=1)
             if bool(diverged.any()):
@@ -169,7 +180,7 @@ class PhysodeEnv(gym.Env):
         if true is None:
             return {}
         error = (x - true).norm(dim=1) / true.norm(dim=1).clamp_min(1e-12)
-        return {"true_state": true.numpy().copy(), "prediction_error": error.numpy().copy()}
+        return {"true_state": true.cpu().numpy().copy(), "prediction_error": error.cpu().numpy().copy()}
 
     def start_state(self, rng: np.random.Generator, options) -> np.ndarray:
         """The start ``(D,)``: ``options["state"]`` when given (checked), else :meth:`sample_start`."""
@@ -184,10 +195,10 @@ class PhysodeEnv(gym.Env):
     # ---- the Gymnasium API of one env ----
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        x = torch.from_numpy(self.start_state(self.np_random, options))[None]
+        x = torch.from_numpy(self.start_state(self.np_random, options))[None].to(self.device)
         self._state = x
         self._true = x.clone() if self.reference else None
-        self._trail = [x[0].numpy()]
+        self._trail = [x[0]]  # the states drawn by render (kept where they are until then)
         return self.observe(x)[0], {}
 
     def step(self, action):
@@ -196,7 +207,7 @@ class PhysodeEnv(gym.Env):
         u = self.clip_actions(action, 1)
         x, true, reward, terminated, diverged = self.transition(self._state, self._true, u)
         self._state, self._true = x, true
-        self._trail = (self._trail + [x[0].numpy()])[-200:]
+        self._trail = (self._trail + [x[0]])[-200:]
         info = {key: value[0] for key, value in self.reference_info(x, true).items()}
         if bool(diverged[0]):
             info["diverged"] = True
@@ -216,7 +227,8 @@ class PhysodeEnv(gym.Env):
             FigureCanvasAgg(self._figure)
         self._figure.clear()
         ax = self._figure.add_subplot()
-        self.draw(ax, self._state[0].numpy())
+        self.trail = torch.stack(self._trail).cpu().numpy()  # (K, D): the last states, for draw
+        self.draw(ax, self.trail[-1])
         if self._true is not None:
             ax.set_title("learned (colour) and true (grey)", fontsize=9)
         self._figure.canvas.draw()
@@ -278,9 +290,9 @@ class PhysodeVectorEnv(VectorEnv):
             states = np.asarray(states, dtype=np.float64)
             if states.shape != (self.num_envs, self.env.system.state_dim) or not np.isfinite(states).all():
                 raise PhysodeError(f"options['states'] must be finite, of shape ({self.num_envs}, {self.env.system.state_dim})")
-            x = torch.from_numpy(states.copy())
+            x = torch.from_numpy(states.copy()).to(self.env.device)
         else:
-            x = torch.from_numpy(np.stack([self.env.start_state(rng, None) for rng in self._rngs]))
+            x = torch.from_numpy(np.stack([self.env.start_state(rng, None) for rng in self._rngs])).to(self.env.device)
         self._state = x
         self._true = x.clone() if self.env.reference else None
         self._elapsed[:] = 0
@@ -292,24 +304,25 @@ class PhysodeVectorEnv(VectorEnv):
             raise ResetNeeded("call envs.reset() before envs.step()")
         u = self.env.clip_actions(actions, self.num_envs)
         x, true, reward, terminated, diverged = self.env.transition(self._state, self._true, u)
-        reward, terminated = reward.numpy(), terminated.numpy()  # fresh tensors: no copies needed
+        reward, terminated = reward.cpu().numpy(), terminated.cpu().numpy()  # fresh tensors: no copies needed
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
         if self._needs_reset.any():  # NEXT_STEP autoreset of the sub-envs whose episode ended last step
             index = np.flatnonzero(self._needs_reset)
             starts = torch.from_numpy(np.stack([self.env.start_state(self._rngs[i], None) for i in index]))
+            starts, rows = starts.to(x.device), torch.from_numpy(index).to(x.device)
             x = x.clone()
-            x[index] = starts
+            x[rows] = starts
             if true is not None:
                 true = true.clone()
-                true[index] = starts
+                true[rows] = starts
             reward[index], terminated[index], truncated[index], self._elapsed[index] = 0.0, False, False, 0
-            diverged[index] = False
+            diverged[rows] = False
         self._state, self._true = x, true
         self._needs_reset = terminated | truncated
         info = self.env.reference_info(x, true)
         if bool(diverged.any()):
-            info["diverged"] = diverged.numpy().copy()
+            info["diverged"] = diverged.cpu().numpy().copy()
         return self.env.observe(x), reward, terminated, truncated, info
 
     def close_extras(self, **kwargs):

@@ -40,7 +40,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
       solvers default to one step of ``dt``), for speed;
     * ``allow_uncontrolled``: a model trained without controls ignores the actions; it is refused
       unless this is True, so that an action never silently does nothing;
-    * ``env_kwargs``: the true env's other arguments (``integrator`` of the reference, bounds, ...).
+    * ``env_kwargs``: the true env's other arguments (``integrator`` of the reference, bounds, ``device``: where the
+      model runs, which moves a model passed in there too, ...).
 
     ## Version History
     * v0: initial version.
@@ -70,7 +71,7 @@ class LearnedDynamicsEnv(PhysodeEnv):
             model = _with_solver(model, solver, step_size, task.dt)
         super().__init__(task.system, task.action_bound, dt=task.dt, integrator=task.integrator,
                          step_size=task.step_size, rtol=task.rtol, atol=task.atol, max_speed=task.max_speed,
-                         dynamics=model, reference=reference, render_mode=render_mode)
+                         dynamics=model, reference=reference, render_mode=render_mode, device=task.device)
         self.model = model
 
     # the task is the true env's
@@ -91,11 +92,12 @@ class LearnedDynamicsEnv(PhysodeEnv):
 
     def draw(self, ax, x):
         if self._true is not None:  # the truth in grey underneath
-            self.task._trail = [self._true[0].numpy()]
-            self.task.draw(ax, self._true[0].numpy())
+            true = self._true[0].cpu().numpy()
+            self.task.trail = true[None]
+            self.task.draw(ax, true)
             for line in ax.lines:
                 line.set_color("0.6")
-        self.task._trail = getattr(self, "_trail", [x])
+        self.task.trail = getattr(self, "trail", x[None])
         self.task.draw(ax, x)
 
 

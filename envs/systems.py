@@ -47,9 +47,10 @@ class PendulumEnv(PhysodeEnv):
 
     ## Arguments
     ``gym.make("physode/Pendulum-v0", dt=0.05, integrator="rk4", step_size=None, max_torque=2.0,
-    max_speed=None, gravity=9.81, length=1.0, mass=1.0, damping=0.0, rod=False, render_mode=None)``;
+    max_speed=None, gravity=9.81, length=1.0, mass=1.0, damping=0.0, rod=False, render_mode=None, device="auto")``;
     ``integrator`` is ``"semi_implicit_euler"`` or any :func:`physode.simulate` method (``"rk4"`` at
     ``step_size=dt`` by default). ``PENDULUM_V1`` holds the arguments that reproduce ``Pendulum-v1``.
+    ``device``: where the states live (``"auto"``: the GPU when present; ``"cpu"`` is faster for one env).
 
     ## Version History
     * v0: initial version.
@@ -57,10 +58,10 @@ class PendulumEnv(PhysodeEnv):
 
     def __init__(self, render_mode=None, *, dt=0.05, integrator="rk4", step_size=None, rtol=1e-8, atol=1e-8,
                  max_torque=2.0, max_speed=None, gravity=9.81, length=1.0, mass=1.0, damping=0.0, rod=False,
-                 dynamics=None, reference=False):
+                 dynamics=None, reference=False, device="auto"):
         super().__init__(Pendulum(gravity, length, mass, damping, rod), max_torque, dt=dt, integrator=integrator,
                          step_size=step_size, rtol=rtol, atol=atol, max_speed=max_speed, dynamics=dynamics,
-                         reference=reference, render_mode=render_mode)
+                         reference=reference, render_mode=render_mode, device=device)
 
     def observation_bound(self):
         return np.array([math.pi, np.inf if self.max_speed is None else self.max_speed])
@@ -71,7 +72,7 @@ class PendulumEnv(PhysodeEnv):
     def observe(self, x):
         obs = x.to(torch.float32)
         obs[:, 0] = wrap_angle(x[:, 0])
-        return obs.numpy()
+        return obs.cpu().numpy()
 
     def reward(self, x, u, x_next):
         from_top = torch.remainder(x[:, 0], 2 * math.pi) - math.pi  # theta - pi wrapped into [-pi, pi)
@@ -112,17 +113,18 @@ class SpringMassEnv(PhysodeEnv):
 
     ## Arguments
     ``gym.make("physode/SpringMass-v0", dt=0.1, integrator="rk4", step_size=None, max_force=1.0,
-    stiffness=1.0, mass=1.0, damping=0.0, n_masses=1, render_mode=None)``.
+    stiffness=1.0, mass=1.0, damping=0.0, n_masses=1, render_mode=None, device="auto")``.
 
     ## Version History
     * v0: initial version.
     """
 
     def __init__(self, render_mode=None, *, dt=0.1, integrator="rk4", step_size=None, rtol=1e-8, atol=1e-8,
-                 max_force=1.0, stiffness=1.0, mass=1.0, damping=0.0, n_masses=1, dynamics=None, reference=False):
+                 max_force=1.0, stiffness=1.0, mass=1.0, damping=0.0, n_masses=1, dynamics=None, reference=False,
+                 device="auto"):
         super().__init__(SpringMass(stiffness, mass, damping, n_masses), max_force, dt=dt, integrator=integrator,
                          step_size=step_size, rtol=rtol, atol=atol, dynamics=dynamics, reference=reference,
-                         render_mode=render_mode)
+                         render_mode=render_mode, device=device)
 
     def reward(self, x, u, x_next):
         n = self.system.position_dim
@@ -168,7 +170,7 @@ class NBodyEnv(PhysodeEnv):
 
     ## Arguments
     ``gym.make("physode/NBody-v0", dt=0.05, integrator="rk4", step_size=None, max_acceleration=0.1,
-    escape_radius=10.0, n_bodies=3, dim=2, masses=None, gravity=1.0, softening=0.0, render_mode=None)``.
+    escape_radius=10.0, n_bodies=3, dim=2, masses=None, gravity=1.0, softening=0.0, render_mode=None, device="auto")``.
     Close encounters need small steps: prefer ``integrator="dopri5"`` for accuracy.
 
     ## Version History
@@ -177,11 +179,11 @@ class NBodyEnv(PhysodeEnv):
 
     def __init__(self, render_mode=None, *, dt=0.05, integrator="rk4", step_size=None, rtol=1e-8, atol=1e-8,
                  max_acceleration=0.1, escape_radius=10.0, n_bodies=3, dim=2, masses=None, gravity=1.0,
-                 softening=0.0, dynamics=None, reference=False):
+                 softening=0.0, dynamics=None, reference=False, device="auto"):
         self.escape_radius = positive_float(escape_radius, "escape_radius")
         super().__init__(NBody(n_bodies, dim, masses, gravity, softening), max_acceleration, dt=dt,
                          integrator=integrator, step_size=step_size, rtol=rtol, atol=atol, dynamics=dynamics,
-                         reference=reference, render_mode=render_mode)
+                         reference=reference, render_mode=render_mode, device=device)
 
     def _offsets(self, x):
         """``(N, n, dim)`` positions relative to the centre of mass."""
@@ -197,7 +199,7 @@ class NBodyEnv(PhysodeEnv):
 
     def draw(self, ax, x):
         p = self.system.params
-        trail = np.array(getattr(self, "_trail", [x]))[:, : p.n_bodies * p.dim].reshape(-1, p.n_bodies, p.dim)
+        trail = np.asarray(getattr(self, "trail", [x]))[:, : p.n_bodies * p.dim].reshape(-1, p.n_bodies, p.dim)
         for i in range(p.n_bodies):
             ax.plot(trail[:, i, 0], trail[:, i, 1] if p.dim > 1 else 0 * trail[:, i, 0], lw=1, color=f"C{i}")
             ax.plot(trail[-1, i, 0], trail[-1, i, 1] if p.dim > 1 else 0, "o", color=f"C{i}", ms=8)

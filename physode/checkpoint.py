@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .devices import resolve_device
 from .errors import FileFormatError, PhysodeError
 from .files import atomic_write
 from .models import MODELS, DynamicsModel
@@ -43,8 +44,13 @@ def save_checkpoint(path, model: DynamicsModel, *, system_spec: dict | None = No
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Read and check a checkpoint written by :func:`save_checkpoint`; returns its dictionary."""
+    """Read and check a checkpoint written by :func:`save_checkpoint`; returns its dictionary.
+
+    ``map_location``: the device its tensors load onto (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``),
+    whatever device they were saved from.
+    """
     path = Path(path)
+    map_location = resolve_device(map_location)
     if not path.is_file():
         raise FileFormatError(f"checkpoint {str(path)!r} does not exist (or is not a file); train one with `physode train`")
     try:
@@ -69,14 +75,16 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 
 def load_model(path, map_location="cpu", expected: type | None = None) -> DynamicsModel:
-    """Rebuild the model stored at ``path`` (in eval mode). ``expected`` refuses another model class."""
-    payload = load_checkpoint(path, map_location)
+    """Rebuild the model stored at ``path`` (in eval mode) on the device ``map_location`` (see
+    :func:`load_checkpoint`). ``expected`` refuses another model class."""
+    device = resolve_device(map_location)
+    payload = load_checkpoint(path, device)
     entry = payload["model"]
     cls = CLASSES[entry["class"]]
     if expected is not None and not issubclass(cls, expected):
         raise FileFormatError(f"{str(path)!r} holds a {entry['class']}, not a {expected.__name__}")
     try:
-        model = cls(**entry["config"])
+        model = cls(**entry["config"]).to(device)
         model.load_state_dict(entry["state_dict"])
     except (TypeError, RuntimeError, PhysodeError) as exc:
         raise FileFormatError(f"{str(path)!r} has a configuration or weights that do not fit {entry['class']}: {exc}") from None

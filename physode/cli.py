@@ -16,6 +16,8 @@ import torch
 from . import __version__
 from .collect import POLICIES, collect
 from .data import TrajectoryDataset
+from .devices import DEVICES
+from .distributed import World, process_group
 from .errors import PhysodeError
 from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
     sim.add_argument("--step-size", type=float, default=None, help="step of fixed-step and symplectic methods")
     sim.add_argument("-o", "--out", required=True, help="output .npz file")
+    _device_option(sim)
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(run=_simulate)
 
@@ -78,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-every", type=int, default=TrainConfig.val_every,
                        help=f"steps between validations and metrics lines (default {TrainConfig.val_every})")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
+    _device_option(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="evaluation horizons in multiples of the training horizon (default 1 2 4; against the data: 1, end)")
     comp.add_argument("--reference", choices=REFERENCES, default="system",
                       help="score against the simulated system (default; any horizon) or the dataset's own test trajectories")
+    _device_option(comp)
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
     comp.set_defaults(run=_compare)
 
@@ -111,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _device_option(parser) -> None:
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help=f"one of {', '.join(DEVICES)} (default auto: the GPU when present)")
+
+
 def _simulate(args) -> None:
     start = time.perf_counter()
     system = make_system(args.system, **dict(args.param))
@@ -119,24 +129,30 @@ def _simulate(args) -> None:
         options["step_size"] = args.step_size
     dataset = TrajectoryDataset.generate(
         system, args.n, args.t_end, args.dt, irregular=args.irregular, noise_std=args.noise, seed=args.seed,
-        t_train=args.t_train, controls=args.controls, progress=not args.quiet and sys.stderr.isatty(), **options,
+        t_train=args.t_train, controls=args.controls, progress=not args.quiet and sys.stderr.isatty(),
+        device=args.device, **options,
     )
     path = dataset.save(args.out)
     print(f"wrote {path}: {dataset.summary()} in {time.perf_counter() - start:.1f}s")
 
 
 def _train(args) -> int | None:
+    """Under torchrun (``torchrun --nproc_per_node=N -m physode train ...``) this trains data parallel."""
     dataset = TrajectoryDataset.load(args.data)
     config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, val_every=args.val_every)
     torch.manual_seed(config.seed)
     model = build_model(args.model, dataset)
-    result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
-                 resume=args.resume)
+    with process_group(args.device):
+        result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
+                     resume=args.resume, device=args.device)
+        if not World.current(args.device).main:
+            return 130 if result.stopped == "interrupted" else None
     if result.stopped == "interrupted":
         print(f"physode: interrupted at step {result.steps}; {args.out}/checkpoint.pt holds the state: continue with "
               f"`physode train --data {args.data} --model {args.model} --out {args.out} --steps {args.steps} "
-              f"--seed {args.seed} --checkpoint-every {args.checkpoint_every} --val-every {args.val_every} --resume`",
+              f"--seed {args.seed} --checkpoint-every {args.checkpoint_every} --val-every {args.val_every} "
+              f"--device {args.device} --resume`",
               file=sys.stderr)
         return 130
     print(f"trained {args.model} on {dataset.name}: {result.steps} steps in {result.seconds:.1f}s, "
@@ -152,7 +168,7 @@ def _collect(args) -> None:
 def _compare(args) -> None:
     models = tuple(name.strip() for name in args.models.split(",") if name.strip())
     run_compare(args.system, args.preset, args.out, models, seed=args.seed, horizons=args.horizons,
-                reference=args.reference, progress=not args.quiet and sys.stderr.isatty())
+                reference=args.reference, progress=not args.quiet and sys.stderr.isatty(), device=args.device)
 
 
 def main(argv=None) -> int:

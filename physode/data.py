@@ -90,6 +90,7 @@ class TrajectoryDataset:
         control_scale: float = 1.0,
         fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         progress: bool = False,
+        device="auto",
         **simulate_options,
     ) -> TrajectoryDataset:
         """Simulate ``n_trajectories`` from ``system.sample_initial_states`` and package them.
@@ -109,6 +110,7 @@ class TrajectoryDataset:
                 interval), or an array ``(N, T-1, C)``.
             fractions: train / val / test shares of the trajectories.
             progress: show a progress bar while simulating.
+            device: where to simulate (``"auto"``: the GPU when present); the dataset is kept on the CPU.
             simulate_options: passed to :func:`physode.simulate` (``method``, ``rtol``, ...).
         """
         if not isinstance(system, System):
@@ -128,7 +130,7 @@ class TrajectoryDataset:
         x0 = system.sample_initial_states(n, seed=seed)
         t = _grid(n, n_times, t_end, irregular, np.random.default_rng([seed, 1]))
         u = _make_controls(controls, n, n_times, system.control_dim, control_scale, np.random.default_rng([seed, 2]))
-        x_clean = simulate(system, x0, t, u, progress=progress, **simulate_options)
+        x_clean = simulate(system, x0, t, u, progress=progress, device=device, **simulate_options).cpu()
         x = x_clean
         if noise_std:
             scale = x_clean.reshape(-1, system.state_dim).std(dim=0)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .checks import affordable, positive_float
 from .data import TrajectoryDataset
+from .devices import resolve_device
 from .errors import PhysodeError, unknown_name
 from .files import atomic_write
 from .models import DynamicsModel
@@ -87,13 +88,16 @@ class Report:
 
 def compare(models: dict, dataset: TrajectoryDataset, system: System | None = None, *,
             horizons=None, reference: str = "system", threshold: float = 0.1, grid_points: int = 32, seed: int = 0,
-            progress: bool = False) -> Report:
+            progress: bool = False, device="auto") -> Report:
     """Score ``models`` (name -> object with ``rollout``) on ``dataset``'s test split; see the module doc.
 
     ``horizons`` are multiples of the training horizon ``t_train`` (default ``HORIZONS`` against the
     system, ``(1, data end / t_train)`` against the data); ``reference`` is ``"system"`` or ``"data"``.
     ``system`` defaults to the dataset's own and is added as the row ``"true system"``.
+    The truth and every rollout run on ``device`` (``"auto"``: the GPU when present; models that are
+    ``torch.nn.Module`` are moved there); each rollout comes back to the CPU once for the scores.
     """
+    device = resolve_device(device)
     system = dataset.system if system is None else system
     if system.spec() != dataset.system_spec:
         raise PhysodeError(f"system {system.spec()} is not the dataset's {dataset.system_spec}; pass the matching one")
@@ -114,7 +118,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         affordable(8.0 * (len(models) + 1) * len(test) * n_times * dataset.state_dim, "the evaluation grid (horizons)")
         times = torch.linspace(0.0, t_end, n_times, dtype=torch.float64)
         x0 = test.x_clean[:, 0]
-        truth = simulate(system, x0, times)
+        truth = simulate(system, x0, times, device=device).cpu()
     else:  # the test trajectories themselves, cut at the largest horizon
         keep = test.times[0] <= t_end * (1 + 1e-9)
         times, truth = test.times[0, keep].contiguous(), test.x_clean[:, keep]
@@ -123,10 +127,13 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     grid = _box_grid(dataset.x_clean.reshape(-1, dataset.state_dim), grid_points, seed)
 
     rows, curves, trajectories = {}, {}, {}
+    x0_device, times_device, states_device, grid_device = (v.to(device) for v in (x0, times, states, grid))
     for name, model in tqdm({"true system": system, **models}.items(), desc="evaluate", unit="model", disable=not progress):
+        if isinstance(model, torch.nn.Module):
+            model.to(device)
         start = time.perf_counter()
         with torch.no_grad():
-            pred = model.rollout(x0, times).double()
+            pred = model.rollout(x0_device, times_device).double().cpu()
         seconds = time.perf_counter() - start
         trajectories[name] = pred
         err = ((pred - truth).norm(dim=-1) / truth.norm(dim=-1).clamp_min(1e-12)).numpy()  # (N, T)
@@ -140,8 +147,8 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
             "p90_error": {h: float(curves[name]["p90"][i]) for h, i in at.items()},
             "nmse": {h: float(curves[name]["nmse"][i]) for h, i in at.items()},
             "valid_time": _valid_time(err, times.numpy(), threshold),
-            "field_error_test": _field_error(model, system, states),
-            "field_error_grid": _field_error(model, system, grid),
+            "field_error_test": _field_error(model, system, states_device),
+            "field_error_grid": _field_error(model, system, grid_device),
             "energy_drift": _energy_drift(system, pred, at),
             "momentum_drift": _momentum_drift(system, pred),
             "nfe": _evaluations(model, t_end),

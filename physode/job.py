@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_model
 from .data import TrajectoryDataset
+from .devices import resolve_device
 from .errors import PhysodeError, unknown_name
 from .evaluate import compare, evaluation_horizons
 from .models import MODELS
@@ -42,11 +43,12 @@ SYSTEM_DEFAULTS = {"pendulum": {}, "spring_mass": {"n_masses": 1}, "nbody": {"n_
 
 
 def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tuple(MODELS), seed: int = 0,
-                horizons=None, reference: str = "system", progress: bool = False, log=print) -> Path:
+                horizons=None, reference: str = "system", progress: bool = False, device="auto", log=print) -> Path:
     """Run (or continue) the comparison job; returns the run folder.
 
-    ``horizons`` and ``reference`` are passed to :func:`physode.compare`.
+    ``horizons`` and ``reference`` are passed to :func:`physode.compare`; every stage runs on ``device``.
     """
+    device = resolve_device(device)
     if system_name not in SYSTEMS:
         raise unknown_name("system", system_name, SYSTEMS)
     if preset not in PRESETS:
@@ -68,7 +70,7 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
         horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before training
     else:
         dataset = TrajectoryDataset.generate(system, settings["n_trajectories"], settings["t_end"], settings["dt"],
-                                             seed=seed, progress=progress)
+                                             seed=seed, progress=progress, device=device)
         horizons = evaluation_horizons(dataset, horizons, reference)  # ... and before writing anything
         dataset.save(data_path)
         log(f"simulated {data_path}: {dataset.summary()}")
@@ -76,20 +78,20 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
     for name in models:
         model_path = out / name / "model.pt"
         if model_path.exists():
-            trained[name] = load_model(model_path)
+            trained[name] = load_model(model_path, map_location=device)
             log(f"reusing {model_path}")
             continue
         torch.manual_seed(seed)
         model = build_model(name, dataset, hidden=settings["hidden"])
         config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed)
         resume = (out / name / "checkpoint.pt").exists()  # a training stopped by Ctrl-C or a crash continues
-        result = fit(model, dataset, config, out_dir=out / name, progress=progress, resume=resume)
+        result = fit(model, dataset, config, out_dir=out / name, progress=progress, resume=resume, device=device)
         if result.stopped == "interrupted":
             raise KeyboardInterrupt(f"training {name} interrupted at step {result.steps}")
-        trained[name] = load_model(model_path)
+        trained[name] = load_model(model_path, map_location=device)
         log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
 
-    report = compare(trained, dataset, horizons=horizons, reference=reference, progress=progress)
+    report = compare(trained, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
     report.save(out)
     draw(out, dataset, trained, report, progress=progress)
     log(report.to_markdown())

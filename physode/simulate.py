@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import positive_float, positive_int, rollout_inputs
+from .devices import resolve_device
 from .errors import PhysodeError, SolverError, unknown_name
 from .integrate import ADAPTIVE_METHODS, FIXED_METHODS, solve_on_grids, substeps
 
@@ -46,6 +47,7 @@ def simulate(
     batch_size: int = 1024,
     max_steps: int = 100_000,
     progress: bool = False,
+    device="auto",
 ) -> torch.Tensor:
     """Integrate ``system`` from ``x0`` and return the states at times ``t``, in float64.
 
@@ -71,13 +73,18 @@ def simulate(
         max_steps: give up after this many adaptive steps within one output interval (a guard against
             stiff or colliding runs that would otherwise crawl forever).
         progress: show a progress bar over the output intervals of all batches.
+        device: where to integrate (``"auto"``: the GPU when present, see :mod:`physode.devices`); the
+            inputs are moved there once and the result stays there.
 
     Returns:
-        ``(N, T, D)`` float64 trajectories (``(T, D)`` for one state), ``[:, 0] == x0``.
+        ``(N, T, D)`` float64 trajectories (``(T, D)`` for one state) on ``device``, ``[:, 0] == x0``.
     """
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
     x0, times, u, single = rollout_inputs(x0, t, u, system.state_dim, system.control_dim)
+    device = resolve_device(device)
+    x0, times = x0.to(device), times.to(device)
+    u = None if u is None else u.to(device)
     n = x0.shape[0]
     rtol = positive_float(rtol, "rtol")
     atol = positive_float(atol, "atol")

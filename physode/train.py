@@ -13,6 +13,16 @@ Continuous models train (and validate) with fixed-step RK4 at the data's step by
 A solver failure or a non-finite loss does not end in a traceback from inside torchdiffeq: the
 trainer rolls back to the last good state, halves the learning rate, and after ``max_failures``
 failures in a row stops with a PhysodeError naming the step and the cause.
+
+Data parallel: in a ``torch.distributed`` process group (``torchrun``, see :mod:`physode.distributed`)
+every rank keeps its shard of the training and validation trajectories (rows ``rank::size``) and
+the model is wrapped in ``DistributedDataParallel``. All ranks draw the same global batch of windows
+from one seeded generator and each rolls out the windows that fall on its own trajectories; each
+rank's loss is scaled so that DDP's gradient average is the gradient of the mean over the whole
+global batch, so N processes take the same steps as one process with the same ``batch_size`` and
+seed (to float rounding). Validation errors are gathered from all ranks; only rank 0 writes
+checkpoints, metrics and the progress bar, and every stop (early stopping, time limit, Ctrl-C,
+failures) is agreed by all ranks.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checks import positive_float, positive_int
 from .data import TrajectoryDataset
+from .devices import resolve_device
+from .distributed import World
 from .errors import FileFormatError, PhysodeError, SolverError, unknown_name
 from .files import atomic_write, make_folder
 from .integrate import ADAPTIVE_METHODS, FIXED_METHODS
@@ -142,31 +154,64 @@ def relative_errors(prediction: torch.Tensor, target: torch.Tensor, mask: torch.
 
 
 class _Windows:
-    """Random training windows drawn with one torch.Generator (its state is saved for resuming)."""
+    """Random training windows drawn with one torch.Generator (its state is saved for resuming).
 
-    def __init__(self, train: TrajectoryDataset, dtype, seed: int):
+    The generator draws the global batch (trajectory and start of every window) on the CPU, the same
+    on every rank and every device; this rank keeps the windows of its own shard of trajectories,
+    which lives on ``device`` (only the drawn indices move there each step).
+    """
+
+    def __init__(self, train: TrajectoryDataset, dtype, seed: int, device, world: World):
         mask = train.train_time_mask
-        self.counts = mask.sum(1)  # observations per trajectory within the training horizon
+        self.counts = mask.sum(1)  # observations per trajectory within the training horizon (all ranks')
         self.longest = int(self.counts.min()) - 1
         if self.longest < 1:
             raise PhysodeError("some training trajectory has fewer than 2 observations before t_train; raise t_train")
-        self.x, self.t = train.x.to(dtype), train.times
-        self.u = None if train.u is None else train.u.to(dtype)
+        self.world, self.device = world, device
+        shard = world.shard(len(train))
+        self.x, self.t = train.x[shard].to(device, dtype), train.times[shard].to(device)
+        self.u = None if train.u is None else train.u[shard].to(device, dtype)
         self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, batch: int, window: int):
+        """This rank's windows of a global batch of ``batch``: ``x (n, w+1, D)``, ``t (n, w+1)``, ``u (n, w, C)``,
+        and the loss scale ``size / (batch (w+1) D)`` of :class:`_WindowLoss`."""
         window = min(window, self.longest)
-        rows = torch.randint(len(self.x), (batch,), generator=self.generator)
+        rows = torch.randint(len(self.counts), (batch,), generator=self.generator)
         starts = (torch.rand(batch, generator=self.generator, dtype=torch.float64) * (self.counts[rows] - window)).long()
-        index = starts[:, None] + torch.arange(window + 1)
-        x = self.x[rows[:, None], index]
-        t = self.t[rows[:, None], index]
-        u = None if self.u is None else self.u[rows[:, None], index[:, :-1]]
-        return x, t, u
+        if self.world.size > 1:
+            mine = rows % self.world.size == self.world.rank
+            rows, starts = rows[mine] // self.world.size, starts[mine]
+        index = (starts[:, None] + torch.arange(window + 1)).to(self.device)
+        rows = rows[:, None].to(self.device)
+        x = self.x[rows, index]
+        t = self.t[rows, index]
+        u = None if self.u is None else self.u[rows, index[:, :-1]]
+        return x, t, u, self.world.size / (batch * (window + 1) * self.x.shape[-1])
+
+
+class _WindowLoss(torch.nn.Module):
+    """The training loss as a module (what ``DistributedDataParallel`` wraps).
+
+    ``forward(x, t, u, scale)`` rolls the model out over this rank's windows and returns ``scale``
+    times the sum of squared errors in normalised units; ``scale = size / (global batch elements)``
+    makes DDP's average over ranks the mean over the global batch. A rank without windows this step
+    returns a zero that still reaches every parameter, so that its gradient hooks take part.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, u, scale: float):
+        if x.shape[0] == 0:
+            return sum((p * 0.0).sum() for p in self.model.parameters())
+        prediction = self.model.rollout(x[:, 0], t, u)
+        return (((prediction - x) / self.model.x_scale) ** 2).sum() * scale
 
 
 def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | None = None, *, out_dir=None,
-        progress: bool = False, resume: bool = False) -> TrainResult:
+        progress: bool = False, resume: bool = False, device="auto") -> TrainResult:
     """Train ``model`` on ``dataset`` (its train split; the val split for early stopping).
 
     With ``out_dir``, appends one JSON line per validation to ``metrics.jsonl``, writes the full trainer
@@ -180,18 +225,26 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
 
     SIGINT (Ctrl-C) stops between two steps: with ``out_dir`` the state is checkpointed, ``model.pt`` is
     not written, and the result says ``stopped="interrupted"``; resume to continue.
+
+    ``device``: where to train (``"auto"``: the GPU when present); the model is moved there and stays
+    there, and so does the training data (once, before the first step). In a ``torch.distributed``
+    process group the run is data parallel (see the module doc); only rank 0 writes to ``out_dir``.
     """
     config = config or TrainConfig()
     if not isinstance(dataset, TrajectoryDataset):
         raise PhysodeError(f"dataset must be a TrajectoryDataset, got {type(dataset).__name__}")
     _check_compatible(model, dataset)
+    device = resolve_device(device)
+    world = World.current(device)
     train, val = dataset.train, dataset.val if int((dataset.split == 1).sum()) else dataset.train
     out = None if out_dir is None else make_folder(out_dir, "run folder")
+    writer = out if world.main else None  # where this rank writes metrics and checkpoints
 
+    model.to(device)
     flat = train.x.reshape(-1, dataset.state_dim)
     if not resume:
         model.set_normalization(flat.mean(0), flat.std(0).clamp_min(1e-6))
-    windows = _Windows(train, model.torch_dtype, config.seed)
+    windows = _Windows(train, model.torch_dtype, config.seed, device, world)
     solver = _training_solver(model, dataset, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -202,17 +255,23 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
              "good": (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))}
     if resume:
         state = _resume(out, model, optimizer, schedule, windows, dataset.system_spec, config)
-        write_metrics(out / "metrics.jsonl", state["history"])  # drop lines written after the checkpoint
-    elif out is not None and (out / "metrics.jsonl").exists():
+        if writer is not None:
+            write_metrics(out / "metrics.jsonl", state["history"])  # drop lines written after the checkpoint
+    elif writer is not None and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
+    loss = _WindowLoss(model)
+    if world.size > 1:
+        loss = torch.nn.parallel.DistributedDataParallel(loss, device_ids=[device] if device.type == "cuda" else None)
 
-    val_x0, val_t, val_u = val.x[:, 0], val.times, val.u
-    val_mask = val.train_time_mask
+    shard = world.shard(len(val))  # this rank's validation trajectories
+    val_x, val_t, val_mask = val.x[shard].to(device), val.times[shard].to(device), val.train_time_mask[shard].to(device)
+    val_u = None if val.u is None else val.u[shard].to(device)
 
     def validate() -> float:
+        """The median relative rollout error over the validation trajectories of all ranks."""
         with torch.no_grad(), solver:
-            pred = model.rollout(val_x0, val_t, val_u)
-        return float(relative_errors(pred.double(), val.x, val_mask).median())
+            pred = model.rollout(val_x[:, 0], val_t, val_u) if len(val_x) else val_x
+        return float(world.gather(relative_errors(pred.double(), val_x.double(), val_mask)).median())
 
     def window_length(step: int) -> int:
         grow = max(1, int(config.curriculum * config.steps))
@@ -221,25 +280,24 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
 
     stopped = "steps"
     start_time = time.perf_counter() - state["seconds"]
-    bar = tqdm(total=config.steps, initial=state["step"], desc="train", disable=not progress)
+    bar = tqdm(total=config.steps, initial=state["step"], desc="train", disable=not (progress and world.main))
     model.train()
     with _SigintFlag() as sigint:
         while state["step"] < config.steps:
-            if sigint.raised:
-                stopped = "interrupted"
+            late = config.time_limit is not None and time.perf_counter() - start_time > config.time_limit
+            interrupted, late = world.any(sigint.raised, late)  # every rank stops at the same step
+            if interrupted or late:
+                stopped = "interrupted" if interrupted else "time_limit"
                 break
-            if config.time_limit is not None and time.perf_counter() - start_time > config.time_limit:
-                stopped = "time_limit"
-                break
-            stopped = _train_step(model, config, windows, solver, optimizer, schedule, state, window_length, validate,
-                                  out, start_time, bar)
+            stopped = _train_step(model, loss, config, windows, solver, optimizer, schedule, state, window_length,
+                                  validate, writer, start_time, bar)
             if stopped != "steps":
                 break
-            if out is not None and state["step"] % config.checkpoint_every == 0:
+            if writer is not None and state["step"] % config.checkpoint_every == 0:
                 state["seconds"] = time.perf_counter() - start_time
                 _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
     bar.close()
-    if out is not None:  # the current weights, so that a resume continues exactly here
+    if writer is not None:  # the current weights, so that a resume continues exactly here
         state["seconds"] = time.perf_counter() - start_time
         _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
     if stopped == "interrupted":
@@ -249,14 +307,14 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     if config.lbfgs_steps and stopped != "early_stopping":
         model.load_state_dict(state["best_weights"])
         with solver:
-            _lbfgs_polish(model, windows, config)
+            _lbfgs_polish(model, loss, windows, config)
         val_error = validate()
         if val_error < state["best"]:
             state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()))
     model.load_state_dict(state["best_weights"])
     model.eval()
     seconds = time.perf_counter() - start_time
-    if out is not None:
+    if writer is not None:
         save_checkpoint(out / "model.pt", model, system_spec=dataset.system_spec,
                         training={"steps": state["step"], "seconds": seconds, "best_val_error": state["best"],
                                   "stopped": stopped})
@@ -267,24 +325,31 @@ def _validations(state) -> list:
     return [record for record in state["history"] if "event" not in record]
 
 
-def _train_step(model, config, windows, solver, optimizer, schedule, state, window_length, validate, out, start_time,
-                bar) -> str:
+def _train_step(model, loss_module, config, windows, solver, optimizer, schedule, state, window_length, validate, out,
+                start_time, bar) -> str:
     """One optimiser step (or one rollback after a failure), with validation and metrics when due.
 
     Returns ``"steps"`` to go on or ``"early_stopping"``. ``state["good"]`` is the last validated
     model and optimiser, restored (with the learning rate halved) after a solver failure or a
-    non-finite loss; ``max_failures`` of them in a row stop training with a PhysodeError.
+    non-finite loss; ``max_failures`` of them in a row stop training with a PhysodeError. The loss
+    (and so a failure) is averaged over the ranks, so that all of them roll back together.
     """
     step = state["step"]
     window = window_length(step)
-    x, t, u = windows.sample(config.batch_size, window)
+    x, t, u, scale = windows.sample(config.batch_size, window)
+    world = windows.world
     try:
-        with solver:
-            loss = _window_loss(model, x, t, u)
+        try:
+            with solver:
+                local = loss_module(x, t, u, scale)
+            failure = None
+        except SolverError as exc:  # this rank's rollout failed: tell the others through a NaN loss
+            local, failure = torch.tensor(math.nan, device=x.device), exc
+        loss = world.mean(local)
         if not torch.isfinite(loss):
-            raise SolverError(f"the loss is {loss.item()}")
+            raise failure or SolverError(f"the loss is {loss.item()}")
         optimizer.zero_grad()
-        loss.backward()
+        local.backward()
         if not all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()):
             raise SolverError("the gradients are not finite")
     except SolverError as exc:
@@ -402,20 +467,15 @@ class _training_solver:
         return False
 
 
-def _window_loss(model, x, t, u):
-    prediction = model.rollout(x[:, 0], t, u)
-    return (((prediction - x) / model.x_scale) ** 2).mean()
-
-
-def _lbfgs_polish(model, windows, config):
-    x, t, u = windows.sample(4 * config.batch_size, config.window)
+def _lbfgs_polish(model, loss_module, windows, config):
+    x, t, u, scale = windows.sample(4 * config.batch_size, config.window)
     optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=config.lbfgs_steps, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = _window_loss(model, x, t, u)
+        loss = loss_module(x, t, u, scale)
         loss.backward()
-        return loss
+        return windows.world.mean(loss)  # the line search decides alike on every rank
 
     before = copy.deepcopy(model.state_dict())
     try:

@@ -66,11 +66,12 @@ class System:
     def rollout(self, x0, t, u=None) -> torch.Tensor:
         """The true trajectories ``(N, T, D)`` from ``x0: (N, D)`` on ``t: (T,) | (N, T)``.
 
-        The same call that every learned model answers; see :func:`physode.simulate` for ``u``.
+        The same call that every learned model answers; see :func:`physode.simulate` for ``u``. A tensor
+        ``x0`` is integrated on its own device.
         """
         from ..simulate import simulate
 
-        return simulate(self, x0, t, u=u)
+        return simulate(self, x0, t, u=u, device=x0.device if isinstance(x0, torch.Tensor) else "auto")
 
     def spec(self) -> dict:
         """``{"name": ..., "params": {...}}``, plain JSON data that :func:`physode.system_from_spec` inverts."""
