@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder, e.g. runs/pendulum-node")
     train.add_argument("--steps", type=int, default=TrainConfig.steps, help=f"optimiser steps (default {TrainConfig.steps})")
     train.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                       help=f"windows per step, over all processes under torchrun (default {TrainConfig.batch_size})")
     train.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the windows (default 0)")
     train.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every,
                        help=f"steps between checkpoints (default {TrainConfig.checkpoint_every})")
@@ -139,7 +141,7 @@ def _simulate(args) -> None:
 def _train(args) -> int | None:
     """Under torchrun (``torchrun --nproc_per_node=N -m physode train ...``) this trains data parallel."""
     dataset = TrajectoryDataset.load(args.data)
-    config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed,
+    config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed, batch_size=args.batch_size,
                          checkpoint_every=args.checkpoint_every, val_every=args.val_every)
     torch.manual_seed(config.seed)
     model = build_model(args.model, dataset)
@@ -151,7 +153,8 @@ def _train(args) -> int | None:
     if result.stopped == "interrupted":
         print(f"physode: interrupted at step {result.steps}; {args.out}/checkpoint.pt holds the state: continue with "
               f"`physode train --data {args.data} --model {args.model} --out {args.out} --steps {args.steps} "
-              f"--seed {args.seed} --checkpoint-every {args.checkpoint_every} --val-every {args.val_every} "
+              f"--seed {args.seed} --batch-size {args.batch_size} --checkpoint-every {args.checkpoint_every} "
+              f"--val-every {args.val_every} "
               f"--device {args.device} --resume`",
               file=sys.stderr)
         return 130

@@ -66,3 +66,13 @@ def test_soak_quick(tmp_path):
     raw = json.loads((tmp_path / "soak_quick.json").read_text())
     assert "RSS after warm-up" in out and len(raw["rss_mib"]) == 12
     assert raw["rss_mib"][-1] - raw["rss_mib"][raw["warmup"] - 1] < 20  # no runaway growth, even in 12 cycles
+
+
+def test_bench_scale_quick(tmp_path):
+    out = run("bench_scale.py", "--results", str(tmp_path), "--figures", str(tmp_path))
+    raw = json.loads((tmp_path / "bench_scale_quick.json").read_text())
+    assert [r["bodies"] for r in raw["simulation"] if r["device"] == "cpu"] == [3, 32]
+    assert all(r["body_steps_per_s"] > 0 and r["steps"] >= 2 for r in raw["simulation"])
+    assert [(r["processes"], r["threads"]) for r in raw["training"] if r["device"] == "cpu"] == [(1, 2), (1, 1), (2, 1)]
+    assert all(r["steps"] == 20 and r["steps_per_s"] > 0 for r in raw["training"])
+    assert raw["efficiency"] > 0 and "scaling efficiency" in out and (tmp_path / "bench_scale_quick.png").exists()
