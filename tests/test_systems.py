@@ -207,3 +207,87 @@ def test_nbody_pairwise_sums_in_chunks_equal_the_whole(monkeypatch):
     chunked = big.vector_field(0.0, q)
     monkeypatch.setattr(nbody, "PAIR_BUDGET", 2**24)
     torch.testing.assert_close(chunked, big.vector_field(0.0, q), rtol=1e-12, atol=1e-12)
+
+
+def _checksums(x):
+    w = torch.arange(1, x.numel() + 1, dtype=torch.float64).reshape(x.shape) / x.numel()
+    return [float(x.abs().sum()), float((x**2).sum()), float((w * x).sum()), *x[0, :2].tolist()]
+
+
+@pytest.mark.parametrize("system, n, seed, expected", [
+    (NBody(), 4, 3, [26.66246619194743, 18.92266584813998, 0.028044699354092706, -0.8416886858942353, 0.4514817231163314]),
+    (NBody(n_bodies=16, dim=3, masses=tuple(1.0 + 0.1 * i for i in range(16)), softening=0.1), 3, 5,
+     [438.3314327662472, 1535.5430323085711, 2.995480948728978, 5.543128526268781, 1.2942297030988419]),
+    (NBody(n_bodies=16), 2, 0, [266.10294036081956, 949.70793301301, -2.501676218158067, 3.5074733578762882, 4.029329430515707]),
+], ids=["3", "16-3d-mixed", "16"])
+def test_nbody_few_bodies_still_start_on_the_same_ring(system, n, seed, expected):
+    """Up to RING_MAX_BODIES the states are those of the ring sampler before the many-body cluster was added
+    (checksums computed with that code), so existing datasets stay the same."""
+    from physode.systems.nbody import RING_MAX_BODIES
+
+    assert system.params.n_bodies <= RING_MAX_BODIES == 16
+    assert _checksums(system.sample_initial_states(n, seed=seed)) == pytest.approx(expected, rel=1e-12, abs=1e-14)
+
+
+@pytest.mark.parametrize("n_bodies, dim, masses, softening, samples", [
+    (17, 2, None, 0.0, 64), (32, 3, "mixed", 0.1, 64), (256, 2, None, 0.05, 16), (1024, 2, None, 0.0, 6),
+    (1024, 3, None, 0.01, 6),
+], ids=["17", "32-3d-mixed-soft", "256-soft", "1024", "1024-3d"])
+def test_nbody_many_bodies_start_in_a_bound_separated_virialised_cluster(n_bodies, dim, masses, softening, samples):
+    """Beyond RING_MAX_BODIES: a Plummer-like cluster on a jittered lattice, as the NBody docstring says."""
+    if masses == "mixed":
+        masses = tuple(float(m) for m in np.random.default_rng(0).uniform(0.2, 3.0, n_bodies))
+    system = NBody(n_bodies=n_bodies, dim=dim, masses=masses, softening=softening)
+    x = system.sample_initial_states(samples, seed=4)
+    assert x.dtype == torch.float64 and x.shape == (samples, system.state_dim) and torch.isfinite(x).all()
+    torch.testing.assert_close(x, system.sample_initial_states(samples, seed=4), rtol=0, atol=0)
+    assert (x - system.sample_initial_states(samples, seed=5)).abs().min() > 0  # every number differs
+    m = system.masses(x)
+    q = x[:, : system.position_dim].reshape(samples, n_bodies, dim)
+    v = x[:, system.position_dim :].reshape(samples, n_bodies, dim)
+    centre = (m[:, None] * q).sum(1)
+    assert (centre.norm(dim=-1) <= 1e-12 * (m * q.norm(dim=-1)).sum(-1)).all()
+    assert (system.momentum(x).norm(dim=-1) <= 1e-12 * (m * v.norm(dim=-1)).sum(-1)).all()
+    kinetic, potential = system.kinetic_energy(x), system.potential_energy(x)
+    assert (system.energy(x) < 0).all()
+    virial = 2 * kinetic / potential.abs()
+    assert (virial >= 0.9 - 1e-12).all() and (virial <= 1.1 + 1e-12).all()
+    assert virial.max() - virial.min() > 0.02  # drawn per sample, not one value
+    gaps = torch.cdist(q, q, compute_mode="donot_use_mm_for_euclid_dist") + 1e9 * torch.eye(n_bodies)
+    assert gaps.min() >= 0.5 - 1e-9  # the documented minimum separation
+    assert gaps.min() < 0.75  # and not a much larger one: the bound is what the lattice gives
+    radius = q.norm(dim=-1)  # the Plummer radius a is a third of the cut, the farthest body (up to the centring)
+    inside = (radius < radius.max(1, keepdim=True).values / 3).double().mean()
+    plummer = (0.5 / 0.9) ** (dim / 2)  # (a^2 / 2 a^2)^(dim/2) / s^dim, s^2 = 9 / 10
+    if n_bodies >= 256:
+        assert plummer - 0.03 < inside < plummer + 0.09
+
+
+def test_nbody_potential_energy_in_chunks_matches_the_pairwise_sum(monkeypatch):
+    """The potential energy (each pair once, chunked over states and bodies) equals the plain pairwise sum."""
+    from physode.systems import nbody
+
+    system = NBody(n_bodies=40, dim=3, masses=tuple(1.0 + 0.05 * i for i in range(40)), gravity=0.7, softening=0.2)
+    x = system.sample_initial_states(6, seed=2).reshape(2, 3, -1)  # leading dims (2, 3)
+    q = x[..., : system.position_dim].reshape(2, 3, 40, 3)
+    r = (torch.cdist(q, q, compute_mode="donot_use_mm_for_euclid_dist") ** 2 + 0.04).sqrt()
+    mm = system.masses(x)[:, None] * system.masses(x)
+    expected = -0.7 * (mm / r).triu(1).sum((-1, -2))
+    whole = system.potential_energy(x)
+    assert whole.shape == (2, 3)
+    torch.testing.assert_close(whole, expected, rtol=1e-13, atol=0)
+    for budget in (40 * 7, 40, 1):  # 7 rows of all six states; one state a row; the same
+        monkeypatch.setattr(nbody, "DISTANCE_BUDGET", budget)
+        torch.testing.assert_close(system.potential_energy(x), whole, rtol=1e-14, atol=0)
+    torch.testing.assert_close(system.potential_energy(x.float()), whole.float(), rtol=1e-5, atol=0)
+
+
+def test_a_many_body_cluster_keeps_its_energy_and_momentum_under_simulation():
+    system = NBody(n_bodies=64, softening=0.05)
+    x0 = system.sample_initial_states(8, seed=0)
+    xs = physode.simulate(system, x0, torch.linspace(0, 0.1, 3, dtype=torch.float64), method="dopri5", rtol=1e-9, atol=1e-9)
+    energy = system.energy(xs)
+    assert (energy < 0).all()
+    assert ((energy - energy[:, :1]) / energy[:, :1]).abs().max() < 1e-8  # measured 5e-10
+    assert system.momentum(xs).abs().max() < 1e-10
+    assert (xs[:, -1] - xs[:, 0]).abs().max() > 0.01  # the bodies did move
