@@ -197,15 +197,15 @@ def test_nbody_pairwise_sums_in_chunks_equal_the_whole(monkeypatch):
     system = NBody(n_bodies=7, dim=3, masses=[1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 0.7], softening=0.05)
     x = system.sample_initial_states(5, seed=1)
     whole_field, whole_energy = system.vector_field(0.0, x), system.energy(x)
-    monkeypatch.setattr(nbody, "PAIR_BUDGET", 5 * 7 * 3 * 2)  # two bodies per chunk, the last chunk one
+    monkeypatch.setattr(nbody, "PAIR_BUDGET", 5 * 7 * 2)  # two bodies per chunk, the last chunk one
     torch.testing.assert_close(system.vector_field(0.0, x), whole_field, rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(system.energy(x), whole_energy, rtol=1e-14, atol=1e-14)
     big = NBody(n_bodies=1024, dim=2, softening=0.01)
     q = torch.cat([torch.randn(2, 2048, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
                    torch.zeros(2, 2048, dtype=torch.float64)], dim=1)  # a random cluster at rest
-    monkeypatch.setattr(nbody, "PAIR_BUDGET", 2**16)  # 16 bodies per chunk
+    monkeypatch.setattr(nbody, "PAIR_BUDGET", 2**15)  # 16 bodies per chunk
     chunked = big.vector_field(0.0, q)
-    monkeypatch.setattr(nbody, "PAIR_BUDGET", 2**24)
+    monkeypatch.setattr(nbody, "PAIR_BUDGET", 2**24)  # one chunk
     torch.testing.assert_close(chunked, big.vector_field(0.0, q), rtol=1e-12, atol=1e-12)
 
 
@@ -277,7 +277,7 @@ def test_nbody_potential_energy_in_chunks_matches_the_pairwise_sum(monkeypatch):
     assert whole.shape == (2, 3)
     torch.testing.assert_close(whole, expected, rtol=1e-13, atol=0)
     for budget in (40 * 7, 40, 1):  # 7 rows of all six states; one state a row; the same
-        monkeypatch.setattr(nbody, "DISTANCE_BUDGET", budget)
+        monkeypatch.setattr(nbody, "PAIR_BUDGET", budget)
         torch.testing.assert_close(system.potential_energy(x), whole, rtol=1e-14, atol=0)
     torch.testing.assert_close(system.potential_energy(x.float()), whole.float(), rtol=1e-5, atol=0)
 
