@@ -9,9 +9,11 @@ In one run, on this machine:
 2. Training: optimiser steps per second of ``physode train`` (a NeuralODE on 256 pendulum trajectories,
    global batch 128, 20-step windows at the end of the curriculum) in one process (with 2 and with 1
    intra-op threads) and in 2 processes under ``torchrun`` (gloo, 1 thread each; each process rolls out
-   half of the global batch); on the GPU, one process. The scaling efficiency is the 2-process rate
-   over twice the 1-process, 1-thread rate (1.0 = perfect strong scaling with a core per process);
-   "speed-up on these cores" compares the 2 processes with one process using the same 2 cores.
+   half of the global batch); on the GPU, one process. Strong scaling (same global batch): the
+   efficiency is the 2-process rate over twice the 1-process, 1-thread rate (1.0 = perfect, a core per
+   process), and "speed-up on these cores" compares the 2 processes with one process using the same 2
+   cores. Weak scaling: 2 processes with a global batch of 256 (128 windows each), in windows per second
+   against one process with 128.
 
 The rates come from the runs' own clocks: simulation from a timed ``simulate`` call after a warm-up,
 training from the seconds that ``physode train`` records (start-up and data loading excluded).
@@ -58,22 +60,23 @@ def simulation_rate(n_bodies: int, batch: int, device: str, seconds: float) -> d
             "body_steps_per_s": rate}
 
 
-def training_rate(data: Path, out: Path, processes: int, threads: int, steps: int, device: str) -> dict:
+def training_rate(data: Path, out: Path, processes: int, threads: int, steps: int, device: str,
+                  batch: int = 128) -> dict:
     """Steps per second of ``physode train`` as recorded by the run (the mean over its steps)."""
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     command = [*(launch if processes > 1 else [sys.executable]), "-m", "physode", "train", "--data", str(data),
                "--out", str(out), "--steps", str(steps), "--val-every", str(steps), "--checkpoint-every", str(steps),
-               "--device", device, "--quiet"]
+               "--batch-size", str(batch), "--device", device, "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     seconds = physode.load_model(out / "model.pt").training_info["seconds"]
     rate = steps / seconds
-    print(f"train {processes} process(es) x {threads} thread(s) on {device}: {steps} steps in {seconds:.1f}s = "
-          f"{rate:.1f} steps/s")
-    return {"device": device, "processes": processes, "threads": threads, "steps": steps, "seconds": seconds,
-            "steps_per_s": rate}
+    print(f"train {processes} process(es) x {threads} thread(s) on {device}, batch {batch}: {steps} steps in "
+          f"{seconds:.1f}s = {rate:.1f} steps/s, {rate * batch:,.0f} windows/s")
+    return {"device": device, "processes": processes, "threads": threads, "batch": batch, "steps": steps,
+            "seconds": seconds, "steps_per_s": rate, "windows_per_s": rate * batch}
 
 
 def main() -> None:
@@ -91,13 +94,16 @@ def main() -> None:
         data = folder / "pendulum.npz"
         physode.TrajectoryDataset.generate(physode.Pendulum(), 256, t_end=10.0, dt=0.1, seed=0,
                                            device="cpu").save(data)
-        runs = [(1, 2, "cpu"), (1, 1, "cpu"), (2, 1, "cpu")] + ([(1, 2, "cuda")] if gpu else [])
-        training = [training_rate(data, folder / f"run{i}", p, t, steps, d) for i, (p, t, d) in enumerate(runs)]
-    one_thread, two_threads, two_processes = training[1], training[0], training[2]
+        runs = [(1, 2, "cpu", 128), (1, 1, "cpu", 128), (2, 1, "cpu", 128), (2, 1, "cpu", 256)]
+        runs += [(1, 2, "cuda", 128)] if gpu else []
+        training = [training_rate(data, folder / f"run{i}", p, t, steps, d, b) for i, (p, t, d, b) in enumerate(runs)]
+    two_threads, one_thread, two_processes, weak = training[:4]
     efficiency = two_processes["steps_per_s"] / (2 * one_thread["steps_per_s"])
     speedup = two_processes["steps_per_s"] / two_threads["steps_per_s"]
-    print(f"scaling efficiency (2 processes vs 2 x 1 process, 1 thread each): {efficiency:.2f}; "
-          f"speed-up on these {os.cpu_count()} cores over 1 process with 2 threads: {speedup:.2f}x")
+    weak_efficiency = weak["windows_per_s"] / (2 * one_thread["windows_per_s"])
+    print(f"strong scaling efficiency (2 processes vs 2 x 1 process, 1 thread each): {efficiency:.2f}; "
+          f"speed-up on these {os.cpu_count()} cores over 1 process with 2 threads: {speedup:.2f}x; "
+          f"weak scaling efficiency (128 windows per process): {weak_efficiency:.2f}")
 
     name = "bench_scale_quick" if args.quick else "bench_scale"
     gpu_name = torch.cuda.get_device_name(0) if gpu else None
@@ -106,16 +112,19 @@ def main() -> None:
              "| device | bodies | trajectories | RK4 steps | seconds | body-steps/s |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['device']} | {r['bodies']} | {r['trajectories']} | {r['steps']} | {r['seconds']:.2f} | "
               f"{r['body_steps_per_s']:,.0f} |" for r in simulation]
-    lines += ["", "| training | device | processes x threads | steps | seconds | steps/s |", "|---|---|---|---|---|---|"]
-    lines += [f"| NeuralODE, pendulum, batch 128 | {r['device']} | {r['processes']} x {r['threads']} | {r['steps']} | "
-              f"{r['seconds']:.1f} | {r['steps_per_s']:.1f} |" for r in training]
-    lines += ["", f"Scaling efficiency, 2 processes: {efficiency:.2f} (rate of 2 processes / (2 x rate of 1 process), "
-              f"1 thread each); speed-up over one process on the same cores: {speedup:.2f}x."]
+    lines += ["", "| training (NeuralODE, pendulum) | device | processes x threads | global batch | steps | seconds "
+              "| steps/s | windows/s |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| physode train | {r['device']} | {r['processes']} x {r['threads']} | {r['batch']} | {r['steps']} | "
+              f"{r['seconds']:.1f} | {r['steps_per_s']:.1f} | {r['windows_per_s']:,.0f} |" for r in training]
+    lines += ["", f"Strong scaling (global batch 128), 2 processes: efficiency {efficiency:.2f} (rate of 2 processes / "
+              f"(2 x rate of 1 process), 1 thread each), speed-up over one process on the same cores {speedup:.2f}x. "
+              f"Weak scaling (128 windows per process): efficiency {weak_efficiency:.2f}."]
     raw = {"simulation": simulation, "training": training, "efficiency": efficiency, "speedup_same_cores": speedup,
-           "cpu_count": os.cpu_count(), "gpu": gpu_name, "torch": torch.__version__}
+           "weak_efficiency": weak_efficiency, "cpu_count": os.cpu_count(), "gpu": gpu_name,
+           "torch": torch.__version__}
     write_outputs(args, name, "Scale: n-body throughput and data-parallel training", "\n".join(lines), raw,
                   figure=_figure(simulation, training))
-    print(json.dumps({"efficiency": efficiency, "speedup_same_cores": speedup}))
+    print(json.dumps({"efficiency": efficiency, "speedup_same_cores": speedup, "weak_efficiency": weak_efficiency}))
 
 
 def _figure(simulation, training):
@@ -130,9 +139,10 @@ def _figure(simulation, training):
         left.loglog([r["bodies"] for r in rows], [r["body_steps_per_s"] for r in rows], "o-", label=device)
     left.set(xlabel="bodies", ylabel="body-steps / s (RK4)", title="n-body simulation throughput")
     left.legend()
-    labels = [f"{r['device']}\n{r['processes']} proc x {r['threads']} thr" for r in training]
-    right.bar(labels, [r["steps_per_s"] for r in training], color="tab:blue")
-    right.set(ylabel="training steps / s", title="physode train (global batch 128)")
+    labels = [f"{r['device']}, {r['processes']}x{r['threads']}\nbatch {r['batch']}" for r in training]
+    right.bar(labels, [r["windows_per_s"] for r in training], color="tab:blue")
+    right.set(ylabel="training windows / s", title="physode train (processes x threads)")
+    right.tick_params(axis="x", labelsize=8)
     figure.tight_layout()
     return figure
 

@@ -73,6 +73,8 @@ def test_bench_scale_quick(tmp_path):
     raw = json.loads((tmp_path / "bench_scale_quick.json").read_text())
     assert [r["bodies"] for r in raw["simulation"] if r["device"] == "cpu"] == [3, 32]
     assert all(r["body_steps_per_s"] > 0 and r["steps"] >= 2 for r in raw["simulation"])
-    assert [(r["processes"], r["threads"]) for r in raw["training"] if r["device"] == "cpu"] == [(1, 2), (1, 1), (2, 1)]
+    assert [(r["processes"], r["threads"], r["batch"]) for r in raw["training"] if r["device"] == "cpu"] == [
+        (1, 2, 128), (1, 1, 128), (2, 1, 128), (2, 1, 256)]
     assert all(r["steps"] == 20 and r["steps_per_s"] > 0 for r in raw["training"])
-    assert raw["efficiency"] > 0 and "scaling efficiency" in out and (tmp_path / "bench_scale_quick.png").exists()
+    assert raw["efficiency"] > 0 and raw["weak_efficiency"] > 0 and "scaling efficiency" in out
+    assert (tmp_path / "bench_scale_quick.png").exists()
