@@ -350,7 +350,8 @@ def _train_step(model, loss_module, config, windows, solver, optimizer, schedule
             raise failure or SolverError(f"the loss is {loss.item()}")
         optimizer.zero_grad()
         local.backward()
-        if not all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()):
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one device sync
             raise SolverError("the gradients are not finite")
     except SolverError as exc:
         state["failures"] += 1

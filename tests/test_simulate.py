@@ -7,6 +7,7 @@ import pytest
 import torch
 from problems import kepler_circular, pendulum_exact, pendulum_period, scipy_reference, spring_mass_exact
 
+import physode
 from physode import NBody, Pendulum, PhysodeError, SolverError, SpringMass, UnknownNameError, simulate
 from physode.simulate import METHODS
 
@@ -176,3 +177,16 @@ def test_progress_bar_counts_every_output_interval(capsys):
     simulate(system, x0, T10, method="leapfrog", step_size=0.05, progress=True)
     err = capsys.readouterr().err
     assert "300/300" in err and "100/100" in err
+
+
+def test_thousands_of_many_body_trajectories_generate_in_one_call():
+    """2000 trajectories of 64 bodies: one batched call, bound starts, energy kept by the short RK4 run."""
+    system = physode.NBody(n_bodies=64, softening=0.05)
+    data = physode.TrajectoryDataset.generate(system, 2000, t_end=0.02, dt=0.01, seed=1, method="rk4",
+                                              step_size=0.005, device="cpu")
+    assert data.x.shape == (2000, 3, 256) and data.x.dtype == torch.float64
+    energy = system.energy(data.x_clean)
+    assert bool((energy < 0).all())
+    assert float(((energy[:, -1] - energy[:, 0]) / energy[:, 0]).abs().max()) < 1e-6
+    momentum = system.momentum(data.x_clean).norm(dim=-1)
+    assert float(momentum.max()) < 1e-10
