@@ -12,6 +12,9 @@ from physode.systems import NBody, Pendulum, SpringMass
 
 from .core import PhysodeEnv, wrap_angle
 
+#: Start states: theta ~ U(-pi, pi), omega ~ U(-1, 1), as in Pendulum-v1.
+_START_LOW, _START_RANGE = np.array([-math.pi, -1.0]), np.array([2 * math.pi, 2.0])
+
 #: ``gym.make("physode/Pendulum-v0", **PENDULUM_V1)`` steps exactly like Gymnasium's ``Pendulum-v1``
 #: (a uniform rod, g = 10, dt = 0.05, semi-implicit Euler, speed clipped to 8 and torque to 2), with
 #: physode's angle convention (``theta = 0`` down, so Pendulum-v1's angle is ``theta - pi``).
@@ -67,7 +70,7 @@ class PendulumEnv(PhysodeEnv):
         return np.array([math.pi, np.inf if self.max_speed is None else self.max_speed])
 
     def sample_start(self, rng):
-        return rng.uniform((-math.pi, -1.0), (math.pi, 1.0))
+        return _START_LOW + _START_RANGE * rng.random(2)  # rng.uniform(low, high), bit for bit, without its checks
 
     def observe(self, x):
         obs = x.to(torch.float32)
@@ -75,8 +78,10 @@ class PendulumEnv(PhysodeEnv):
         return obs.cpu().numpy()
 
     def reward(self, x, u, x_next):
+        omega, torque = x[:, 1], u[:, 0]
         from_top = torch.remainder(x[:, 0], 2 * math.pi) - math.pi  # theta - pi wrapped into [-pi, pi)
-        return -(from_top * from_top + 0.1 * x[:, 1] * x[:, 1] + 0.001 * u[:, 0] * u[:, 0])
+        cost = (from_top * from_top).addcmul_(omega, omega, value=0.1).addcmul_(torque, torque, value=0.001)
+        return cost.neg_()
 
     def draw(self, ax, x):
         length = self.system.params.length
