@@ -49,14 +49,16 @@ def cycle(data, folder: Path, seed: int) -> None:
 
 
 def main() -> None:
-    args = experiment_parser(__doc__, "12 cycles, for the tests").parse_args()
+    parser = experiment_parser(__doc__, "12 cycles, for the tests")
+    parser.add_argument("--cycles", type=int, default=400, help="cycles of the full run (default 400)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     import matplotlib
 
     matplotlib.use("Agg")
     import physode.plot  # noqa: F401
 
-    cycles = 12 if args.quick else 400
+    cycles = 12 if args.quick else args.cycles
     data = physode.TrajectoryDataset.generate(physode.Pendulum(), 16, t_end=2.0, dt=0.1, seed=0)
     memory = []
     with tempfile.TemporaryDirectory() as root:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
 
@@ -178,6 +179,9 @@ def main(argv=None) -> int:
     """Run the CLI; returns the exit code (0, 2 for bad input, 130 when interrupted by Ctrl-C)."""
     try:
         args = build_parser().parse_args(argv)
+        if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise PhysodeError(f"`physode {args.command}` runs in one process; of the commands only `physode train` "
+                               "runs under torchrun (data parallel): launch this one without torchrun")
         return args.run(args) or 0
     except PhysodeError as exc:
         print(f"physode: error: {exc}".replace("\n", " "), file=sys.stderr)

@@ -121,3 +121,12 @@ def test_each_rank_holds_its_shard_and_the_scaled_losses_give_the_global_gradien
     assert sorted(map(tuple, together[:, 0].tolist())) == sorted(map(tuple, x1[:, 0].tolist()))
     for a, b in zip(gradient([one]), gradient(ranks), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_other_commands_refuse_to_run_under_torchrun(monkeypatch, tmp_path, capsys):
+    from physode.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "d.npz"
+    assert main(["simulate", "pendulum", "--n", "4", "-o", str(out), "--quiet"]) == 2
+    assert "only `physode train` runs under torchrun" in capsys.readouterr().err and not out.exists()
