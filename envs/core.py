@@ -15,7 +15,6 @@ while a single env is faster with ``device="cpu"``.
 
 from __future__ import annotations
 
-import math
 
 import gymnasium as gym
 import numpy as np
@@ -109,13 +108,18 @@ class PhysodeEnv(gym.Env):
         """One start state ``(D,)`` from the env's generator (default: the system's own distribution)."""
         return self.system.sample_initial_states(1, seed=rng)[0].numpy()
 
+    def sample_starts(self, rngs) -> np.ndarray:
+        """``(len(rngs), D)`` start states, one from each generator, each as :meth:`sample_start` draws it
+        (a vector env's reset and autoreset; subclasses may draw them in one vectorised step)."""
+        return np.stack([np.asarray(self.sample_start(rng), dtype=np.float64) for rng in rngs])
+
     def reward(self, x: torch.Tensor, u: torch.Tensor, x_next: torch.Tensor) -> torch.Tensor:
         """``(N,)`` rewards of the steps ``x -> x_next`` under the clipped actions ``u``."""
         raise NotImplementedError
 
-    def terminal(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` True where the state ends the episode (default: never)."""
-        return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    def terminal(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``(N,)`` True where the state ends the episode, or None: no state does (the default)."""
+        return None
 
     def observe(self, x: torch.Tensor) -> np.ndarray:
         """``(N, D)`` float32 observations of states ``x`` (default: the state itself), on the host."""
@@ -137,8 +141,8 @@ class PhysodeEnv(gym.Env):
             raise InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
         if not np.isfinite(a).all():
             raise InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
-        clipped = np.clip(a, -self.action_bound, self.action_bound).reshape(n, self.system.control_dim)
-        return torch.from_numpy(clipped).to(self.device)
+        clipped = torch.from_numpy(a.reshape(n, self.system.control_dim)).clamp(-self.action_bound, self.action_bound)
+        return clipped.to(self.device)  # clamp made a copy: the caller's array is never written
 
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
         """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
@@ -160,20 +164,26 @@ class PhysodeEnv(gym.Env):
         return x_next
 
     def transition(self, x, true, u):
-        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,))``.
+        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,) | None)``.
 
-        A learned model whose prediction is not finite ends its episode (``diverged``) and keeps its
-        last finite state, so every observation stays a number.
+        The states stay tensors on the device; reward, terminated and diverged come back as fresh numpy
+        arrays on the host. A learned model whose prediction is not finite ends its episode (``diverged``)
+        and keeps its last finite state, so every observation stays a number; the true dynamics never go
+        non-finite (simulate raises SolverError), so for them ``diverged`` is None.
         """
         x_next = self.advance(x, u)
-        diverged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        if self.dynamics is not None:  # the true dynamics never go non-finite (simulate raises SolverError)
-            diverged = ~torch.isfinite(x_next).all(dim=1)
-            if bool(diverged.any()):
-                x_next = torch.where(diverged[:, None], x, x_next)
+        diverged = None
+        if self.dynamics is not None:
+            bad = ~torch.isfinite(x_next).all(dim=1)
+            diverged = bad.cpu().numpy()
+            if diverged.any():
+                x_next = torch.where(bad[:, None], x, x_next)
         true_next = None if true is None else self.advance(true, u, learned=False)
-        terminated = self.terminal(x_next) if self.dynamics is None else self.terminal(x_next) | diverged
-        return x_next, true_next, self.reward(x, u, x_next), terminated, diverged
+        ends = self.terminal(x_next)
+        terminated = np.zeros(x.shape[0], dtype=bool) if ends is None else ends.cpu().numpy()
+        if diverged is not None:
+            terminated = terminated | diverged
+        return x_next, true_next, self.reward(x, u, x_next).cpu().numpy(), terminated, diverged
 
     def reference_info(self, x: torch.Tensor, true: torch.Tensor | None) -> dict:
         """``true_state`` and ``prediction_error`` of a learned env with a reference (empty otherwise)."""
@@ -209,7 +219,7 @@ class PhysodeEnv(gym.Env):
         self._state, self._true = x, true
         self._trail = (self._trail + [x[0]])[-200:]
         info = {key: value[0] for key, value in self.reference_info(x, true).items()}
-        if bool(diverged[0]):
+        if diverged is not None and diverged[0]:
             info["diverged"] = True
         return self.observe(x)[0], float(reward[0]), bool(terminated[0]), False, info
 
@@ -292,7 +302,7 @@ class PhysodeVectorEnv(VectorEnv):
                 raise PhysodeError(f"options['states'] must be finite, of shape ({self.num_envs}, {self.env.system.state_dim})")
             x = torch.from_numpy(states.copy()).to(self.env.device)
         else:
-            x = torch.from_numpy(np.stack([self.env.start_state(rng, None) for rng in self._rngs])).to(self.env.device)
+            x = torch.from_numpy(self.env.sample_starts(self._rngs)).to(self.env.device)
         self._state = x
         self._true = x.clone() if self.env.reference else None
         self._elapsed[:] = 0
@@ -304,12 +314,11 @@ class PhysodeVectorEnv(VectorEnv):
             raise ResetNeeded("call envs.reset() before envs.step()")
         u = self.env.clip_actions(actions, self.num_envs)
         x, true, reward, terminated, diverged = self.env.transition(self._state, self._true, u)
-        reward, terminated = reward.cpu().numpy(), terminated.cpu().numpy()  # fresh tensors: no copies needed
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
         if self._needs_reset.any():  # NEXT_STEP autoreset of the sub-envs whose episode ended last step
             index = np.flatnonzero(self._needs_reset)
-            starts = torch.from_numpy(np.stack([self.env.start_state(self._rngs[i], None) for i in index]))
+            starts = torch.from_numpy(self.env.sample_starts([self._rngs[i] for i in index]))
             starts, rows = starts.to(x.device), torch.from_numpy(index).to(x.device)
             x = x.clone()
             x[rows] = starts
@@ -317,18 +326,14 @@ class PhysodeVectorEnv(VectorEnv):
                 true = true.clone()
                 true[rows] = starts
             reward[index], terminated[index], truncated[index], self._elapsed[index] = 0.0, False, False, 0
-            diverged[rows] = False
+            if diverged is not None:
+                diverged[index] = False
         self._state, self._true = x, true
         self._needs_reset = terminated | truncated
         info = self.env.reference_info(x, true)
-        if bool(diverged.any()):
-            info["diverged"] = diverged.cpu().numpy().copy()
+        if diverged is not None and diverged.any():
+            info["diverged"] = diverged
         return self.env.observe(x), reward, terminated, truncated, info
 
     def close_extras(self, **kwargs):
         self.env.close()
-
-
-def wrap_angle(theta: torch.Tensor) -> torch.Tensor:
-    """Angles mapped into ``[-pi, pi)``."""
-    return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi

@@ -81,6 +81,9 @@ class LearnedDynamicsEnv(PhysodeEnv):
     def sample_start(self, rng):
         return self.task.sample_start(rng)
 
+    def sample_starts(self, rngs):
+        return self.task.sample_starts(rngs)
+
     def reward(self, x, u, x_next):
         return self.task.reward(x, u, x_next)
 

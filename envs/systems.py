@@ -10,7 +10,7 @@ import torch
 from physode.checks import positive_float
 from physode.systems import NBody, Pendulum, SpringMass
 
-from .core import PhysodeEnv, wrap_angle
+from .core import PhysodeEnv
 
 #: Start states: theta ~ U(-pi, pi), omega ~ U(-1, 1), as in Pendulum-v1.
 _START_LOW, _START_RANGE = np.array([-math.pi, -1.0]), np.array([2 * math.pi, 2.0])
@@ -72,15 +72,19 @@ class PendulumEnv(PhysodeEnv):
     def sample_start(self, rng):
         return _START_LOW + _START_RANGE * rng.random(2)  # rng.uniform(low, high), bit for bit, without its checks
 
+    def sample_starts(self, rngs):
+        return _START_LOW + _START_RANGE * np.stack([rng.random(2) for rng in rngs])  # as sample_start, bit for bit
+
     def observe(self, x):
-        obs = x.to(torch.float32)
-        obs[:, 0] = wrap_angle(x[:, 0])
-        return obs.cpu().numpy()
+        state = x.cpu().numpy()  # the observation goes to the host anyway: wrap the angle there, in float64
+        obs = state.astype(np.float32)
+        obs[:, 0] = np.remainder(state[:, 0] + math.pi, 2 * math.pi) - math.pi  # into [-pi, pi)
+        return obs
 
     def reward(self, x, u, x_next):
         omega, torque = x[:, 1], u[:, 0]
-        from_top = torch.remainder(x[:, 0], 2 * math.pi) - math.pi  # theta - pi wrapped into [-pi, pi)
-        cost = (from_top * from_top).addcmul_(omega, omega, value=0.1).addcmul_(torque, torque, value=0.001)
+        from_top = torch.remainder(x[:, 0], 2 * math.pi).sub_(math.pi)  # theta - pi wrapped into [-pi, pi)
+        cost = from_top.mul_(from_top).addcmul_(omega, omega, value=0.1).addcmul_(torque, torque, value=0.001)
         return cost.neg_()
 
     def draw(self, ax, x):

@@ -9,7 +9,7 @@ above the measurement's resolution). One more series, full mode only: the same s
 ``torch.no_grad()`` (inference, no gradient at all: what any solve costs). ``--quick``: 10, 100, 1000
 steps, a 16 x 64 state, direct and adjoint only.
 
-physode hands torchdiffeq its fixed-step grids as ``physode.integrate.UniformGrid``, built one time
+physode hands torchdiffeq its fixed-step grids as ``physode.integrate.SubstepGrid``, built one time
 point at a time: torchdiffeq's loop over a grid *tensor* (``zip(grid[:-1], grid[1:])``) holds every
 point at once, about 1.2 KiB per step whatever the state, which made the adjoint's memory grow with
 the number of steps (0.6 MiB at 100 steps, 12.4 MiB at 10,000, before physode changed this).

@@ -56,6 +56,18 @@ def test_controls_are_held_over_each_interval():
         model.rollout(x0, T)
 
 
+@pytest.mark.parametrize("solver", [{"solver": "dopri5", "rtol": 1e-10, "atol": 1e-10}, {"solver": "rk4", "step_size": 0.05}])
+def test_a_time_dependent_field_sees_the_same_times_on_shared_and_per_trajectory_grids(solver):
+    """A shared grid is solved in real time (the field gets a 0-d t), several grids on integer knots: same answers."""
+    model = randomized(NeuralODE(2, hidden=8, time_dependent=True, dtype="float64", **solver), scale=0.5)
+    x0 = torch.randn(2, 2, dtype=torch.float64)
+    grids = torch.stack([T, T + 0.3]).double()
+    per = model.rollout(x0, grids)
+    for i in range(2):
+        torch.testing.assert_close(per[i], model.rollout(x0[i], grids[i]), rtol=1e-7, atol=1e-8)
+    assert (model.rollout(x0[0], T.double() + 0.3) - model.rollout(x0[0], T.double())).abs().max() > 1e-3  # t matters
+
+
 @pytest.mark.parametrize("model", float64_models(solver="rk4", step_size=0.05), ids=["node", "anode", "hnn"])
 def test_gradients_match_finite_differences(model):
     x0 = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64)

@@ -117,13 +117,16 @@ def test_fixed_step_adjoint_on_a_grid_of_several_times_matches_direct_backprop()
 
 
 def test_the_uniform_grid_behaves_like_the_tensor_it_replaces():
-    from physode.integrate import UniformGrid
+    from physode.integrate import SubstepGrid
 
     like = torch.zeros((), dtype=torch.float64)
-    grid = UniformGrid(0.0, 3.0, 6, like)
+    grid = SubstepGrid([0.0, 3.0], 6, like)
     dense = torch.linspace(0.0, 3.0, 7, dtype=torch.float64)
     assert len(grid) == 7 and torch.equal(torch.stack(list(grid)), dense)
     assert torch.equal(torch.stack(list(grid[:-1])), dense[:-1]) and torch.equal(torch.stack(list(grid[1:])), dense[1:])
     assert grid[-1].item() == 3.0 and grid[2].item() == 1.0 and (-grid)[-1].item() == -3.0
     with pytest.raises(IndexError):
         grid[7]
+    knots = SubstepGrid([0.0, 1.0, 3.0], 2, like)  # each interval in 2 substeps, every knot a point exactly
+    assert [v.item() for v in knots] == [0.0, 0.5, 1.0, 2.0, 3.0] and len(knots[1:]) == 4
+    assert [v.item() for v in -knots][::2] == [-0.0, -1.0, -3.0] and knots[1:][0].item() == 0.5
