@@ -11,7 +11,7 @@ def test_bench_simulate_quick(tmp_path):
     raw = json.loads((tmp_path / "bench_simulate.json").read_text())
     assert raw["n_trajectories"] == 32 and raw["physode_defaults"]["max_abs_error"] < 1e-9 and raw["levels"]
     for row in raw["levels"]:  # every method ran at a tolerance that delivers the level, and physode is compared there
-        assert row["physode"][2] <= row["level"] and row["loop"][2] <= 3 * row["level"] and row["speedup_vs_loop"] > 0
+        assert row["physode"][2] <= row["level"] and row["loop"][2] <= row["level"] and row["speedup_vs_loop"] > 0
 
 
 def test_ground_truth_quick(tmp_path):
