@@ -15,7 +15,6 @@ while a single env is faster with ``device="cpu"``.
 
 from __future__ import annotations
 
-
 import gymnasium as gym
 import numpy as np
 import torch
