@@ -70,10 +70,11 @@ class PendulumEnv(PhysodeEnv):
         return np.array([math.pi, np.inf if self.max_speed is None else self.max_speed])
 
     def sample_start(self, rng):
-        return _START_LOW + _START_RANGE * rng.random(2)  # rng.uniform(low, high), bit for bit, without its checks
+        return self.sample_starts([rng])[0]
 
     def sample_starts(self, rngs):
-        return _START_LOW + _START_RANGE * np.stack([rng.random(2) for rng in rngs])  # as sample_start, bit for bit
+        # rng.uniform(low, high) of each generator, bit for bit, without its per-call checks
+        return _START_LOW + _START_RANGE * np.stack([rng.random(2) for rng in rngs])
 
     def observe(self, x):
         state = x.cpu().numpy()  # the observation goes to the host anyway: wrap the angle there, in float64

@@ -26,8 +26,8 @@ def save(fig, path) -> None:
 def _log_y(ax) -> None:
     """A log-scale y axis labelled in plain text (``1e-03``).
 
-    matplotlib's default log labels (``10^-3``) go through mathtext, and drawing mathtext keeps about
-    2 KiB per figure for the life of the process (measured with matplotlib 3.11: glibc's in-use bytes
+    matplotlib's default log labels (``10^-3``) go through mathtext, and drawing mathtext keeps 2-8 KiB
+    per figure for the life of the process (measured with matplotlib 3.11: glibc's in-use bytes
     grow by that much per figure drawn, for good; see matplotlib issue #13019), so a long sweep that draws
     figures in one process would grow for ever. Plain labels do not.
     """
