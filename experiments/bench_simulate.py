@@ -10,7 +10,8 @@ What it measures: wall time to integrate N pendulum trajectories (default 1024, 
 Errors are max abs errors over all trajectories, times and components against a tight reference:
 per-trajectory scipy DOP853 with rtol = 2.5e-14 (scipy's floor is 100 eps), atol = 1e-15.
 
-Matched accuracy: each method sweeps its tolerance (rtol = atol; physode 1e-9..1e-14, scipy 1e-8..1e-13).
+Matched accuracy: each method sweeps its tolerance (rtol = atol, three steps per decade: 1, 5, 2, 1, ...;
+physode 1e-9..1e-14, scipy 1e-8..1e-13).
 For each accuracy level E in 1e-8, 1e-9, 1e-10, 1e-11 every method runs at its LOOSEST tolerance whose
 max abs error is <= E, and the times are compared there: what each costs to deliver that accuracy.
 Every sweep runs on all N trajectories (the slow loop (a) once per tolerance). physode's own
@@ -35,8 +36,15 @@ from _common import experiment_parser, write_outputs
 from physode.simulate import DEFAULT_RTOL
 
 G_OVER_L = 9.81 / 1.0
-TOLERANCES = (1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13)
-PHYSODE_TOLERANCES = (1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14)
+
+
+def one_two_five(first: int, last: int) -> tuple[float, ...]:
+    """Tolerances 1e{first}, 5e{first-1}, 2e{first-1}, 1e{first-1}, ... down to 1e{last}: three per decade."""
+    return tuple(float(f"{m}e{e}") for e in range(first, last - 1, -1) for m in ((1,) if e == first else (5, 2, 1)))
+
+
+TOLERANCES = one_two_five(-8, -13)
+PHYSODE_TOLERANCES = one_two_five(-9, -14)
 LEVELS = (1e-8, 1e-9, 1e-10, 1e-11)
 REFERENCE_RTOL, REFERENCE_ATOL = 2.5e-14, 1e-15
 

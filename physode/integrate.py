@@ -11,8 +11,9 @@ Used by :func:`physode.simulate` (ground truth) and by the learned continuous mo
   batch, so a hard trajectory among many easy ones gets a looser tolerance than asked for. Here the
   norm is the worst trajectory's RMS error, so *every* trajectory meets ``rtol``/``atol`` on its own.
 * **Exact output points and zero-order-hold controls.** Adaptive solvers step exactly onto every
-  output time, both ends included (registered as ``jump_t``: the controls, held constant over each
-  interval, may jump there). Stepping onto outputs also avoids dense-output interpolation, which is
+  output time, both ends included (registered as ``jump_t`` on the integer grid: the controls, held
+  constant over each interval, and the time scale may jump there; as ``step_t`` on a shared grid,
+  where the field is smooth across output times and needs no fresh evaluation after them). Stepping onto outputs also avoids dense-output interpolation, which is
   far less accurate than the steps for torchdiffeq's ``dopri8``. Fixed-step methods split each
   output interval into the same number of equal substeps (:class:`SubstepGrid`).
 """
@@ -149,7 +150,7 @@ class _SharedGridField(torch.nn.Module):
 
     def forward(self, t, x):
         if self.bar is not None:
-            k = min(bisect.bisect_right(self.knots, float(t)) - 1, len(self.knots) - 2)
+            k = min(bisect.bisect_right(self.knots, float(t.detach())) - 1, len(self.knots) - 2)
             if k > self.reached:
                 self.bar.update(k - self.reached)
                 self.reached = k
@@ -182,8 +183,10 @@ def solve_on_grids(
         s = torch.arange(n_times, dtype=torch.float64, device=x0.device)
         grid_field = _GridField(field, times, u, bar, module, x0.dtype)
     if method in ADAPTIVE_METHODS:
-        # every knot, both ends included: the adjoint's backward solve must stop exactly at the start too
-        options = {"norm": per_trajectory_norm, "jump_t": s, "max_num_steps": max_steps}
+        # every knot, both ends included: the adjoint's backward solve must stop exactly at the start too. On
+        # the integer grid the field jumps at knots (the next interval's scale and control): jump_t, which
+        # re-evaluates it there; a shared grid's field is smooth across them: step_t, one evaluation fewer each
+        options = {"norm": per_trajectory_norm, "step_t" if shared else "jump_t": s, "max_num_steps": max_steps}
     else:
         # every output interval split into the same number of substeps (the adjoint's backward solves run
         # interval by interval, so the grid follows the span it is asked for)

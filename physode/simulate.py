@@ -9,6 +9,8 @@ order) and ``"yoshida4"`` (4th order) keep the energy error bounded.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from tqdm.auto import tqdm
 
@@ -103,7 +105,8 @@ def simulate(
     chunks = range(0, n, batch_size)
     intervals = times.shape[1] - 1
     out = []
-    with tqdm(total=len(chunks) * intervals, desc=f"simulate {getattr(system, 'name', '')}", unit="interval",
+    tracked = contextlib.nullcontext() if _gradients_flow(system, x0, u) else torch.inference_mode()
+    with tracked, tqdm(total=len(chunks) * intervals, desc=f"simulate {getattr(system, 'name', '')}", unit="interval",
               disable=not progress) as bar:
         for start in chunks:
             part = slice(start, start + batch_size)
@@ -112,9 +115,22 @@ def simulate(
                 out.append(_symplectic(system, x0[part], times[part], uk, method, step_size, bar))
             else:
                 out.append(solve_on_grids(system.vector_field, x0[part], times[part], uk, method=method, rtol=rtol,
-                                          atol=atol, step_size=step_size, max_steps=max_steps, bar=bar))
-    result = torch.cat(out)
+                                          atol=atol, step_size=step_size, max_steps=max_steps,
+                                          bar=bar if progress else None))  # no per-evaluation bookkeeping
+    result = torch.cat(out)  # outside inference mode: an ordinary tensor, free to modify or differentiate later
     return result[0] if single else result
+
+
+def _gradients_flow(system, x0, u) -> bool:
+    """Whether autograd must record the solve: grad mode on and ``x0``, ``u`` or the system's parameters need grad.
+
+    Otherwise the solve runs in ``torch.inference_mode``, which skips autograd's bookkeeping on every small
+    operation (about an eighth of a cheap field's solve time).
+    """
+    if not torch.is_grad_enabled():
+        return False
+    parameters = system.parameters() if isinstance(system, torch.nn.Module) else ()
+    return x0.requires_grad or (u is not None and u.requires_grad) or any(p.requires_grad for p in parameters)
 
 
 def _symplectic(system, x0, times, u, method, step_size, bar):

@@ -6,7 +6,7 @@ from experiment import run
 
 
 def test_bench_simulate_quick(tmp_path):
-    out = run("bench_simulate.py", "--n", "32", "--results", str(tmp_path))
+    out = run("bench_simulate.py", "--n", "32", "--quick", "--results", str(tmp_path))
     assert "speed-up vs per-trajectory scipy loop at matched accuracy" in out
     raw = json.loads((tmp_path / "bench_simulate.json").read_text())
     assert raw["n_trajectories"] == 32 and raw["physode_defaults"]["max_abs_error"] < 1e-9 and raw["levels"]

@@ -156,6 +156,35 @@ def test_batching_does_not_change_results_beyond_tolerance():
     assert (whole - pieces).abs().max() < 1e-9
 
 
+def test_results_are_ordinary_tensors_and_gradients_flow_when_asked_for():
+    # without grad anywhere the solve runs in inference mode; what comes back must still be an ordinary tensor
+    system = SpringMass()
+    y = simulate(system, [[1.0, 0.0]], [0.0, 1.0])
+    assert not y.is_inference()
+    y[:, 0] += 1.0  # in place, which an inference tensor refuses outside inference mode
+    weight = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    ((y[:, 1] * weight).sum()).backward()  # usable as data in a differentiated loss
+    # x0 that requires grad: one unit mass between two unit springs, w = sqrt(2), q(t) = q0 cos wt + v0 sin(wt) / w
+    x0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
+    simulate(system, x0, [0.0, 1.0])[0, 1, 0].backward()
+    w = math.sqrt(2.0)
+    np.testing.assert_allclose(x0.grad[0].numpy(), [math.cos(w), math.sin(w) / w], atol=1e-9)
+    # a system that is a module with trainable parameters: gradients reach them
+    class Scaled(torch.nn.Module):
+        state_dim, control_dim = 2, 0
+
+        def __init__(self):
+            super().__init__()
+            self.rate = torch.nn.Parameter(torch.tensor(-0.5, dtype=torch.float64))
+
+        def vector_field(self, t, x, u=None):
+            return self.rate * x
+
+    scaled = Scaled()
+    simulate(scaled, [[1.0, 2.0]], [0.0, 2.0])[0, 1, 0].backward()  # x(2) = e^(2 rate), d/d rate = 2 e^(2 rate)
+    assert scaled.rate.grad == pytest.approx(2 * math.exp(-1.0), abs=1e-9)
+
+
 def test_bad_method_and_options():
     system = Pendulum()
     x0 = system.sample_initial_states(2)
