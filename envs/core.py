@@ -146,8 +146,9 @@ class PhysodeEnv(gym.Env):
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
         """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
         if learned and self.dynamics is not None:
-            with torch.no_grad():
-                return self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1].double()
+            with torch.inference_mode():
+                x_next = self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1]
+            return x_next.to(torch.float64, copy=True)  # a copy made outside inference mode is an ordinary tensor
         if self.integrator == "semi_implicit_euler":
             p = self.system.position_dim
             q, v = x[:, :p], x[:, p:]

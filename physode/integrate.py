@@ -190,7 +190,8 @@ def solve_on_grids(
     else:
         # every output interval split into the same number of substeps (the adjoint's backward solves run
         # interval by interval, so the grid follows the span it is asked for)
-        options = {"perturb": True, "grid_constructor": substep_grid(substeps(times, step_size))}
+        # (perturbed evaluations just inside each interval where the field may jump at knots, as above)
+        options = {"perturb": not shared, "grid_constructor": substep_grid(substeps(times, step_size))}
     try:
         if adjoint:
             y = odeint_adjoint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options,
