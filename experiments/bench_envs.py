@@ -7,10 +7,15 @@ Euler, ``PENDULUM_V1``: the same physics as (a)) and with physode's default (RK4
 one RK4 step per env step and with its own adaptive solver (dopri5). Targets: (b) >= 100x (a),
 (c) >= 10x (a). Random actions, autoreset on; the model is untrained (speed does not depend on the
 weights for fixed-step solvers; for dopri5 it does, so that row is indicative only).
+
+The rows take turns: five rounds, each measuring every row for a fifth of its time (2 s of its 10 s),
+and each row reports the median of its five rates (and their range), so that a slow spell of the
+machine falls on all rows alike instead of on whichever row it happens to meet.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import gymnasium as gym
@@ -22,12 +27,17 @@ import physode.envs
 from physode.envs import PENDULUM_V1
 
 
-def steps_per_second(envs, seconds: float, n_envs: int) -> float:
-    """Env-steps per second of random actions over about ``seconds`` (after a short warm-up)."""
+def started(envs):
+    """``envs`` reset with seed 0 and stepped a few times; returns ``(envs, actions)`` (16 random actions, reused)."""
     envs.reset(seed=0)
     actions = [envs.action_space.sample() for _ in range(16)]
     for k in range(5):
         envs.step(actions[k % 16])
+    return envs, actions
+
+
+def steps_per_second(envs, actions, seconds: float, n_envs: int) -> float:
+    """Env-steps per second of the given actions in turn over about ``seconds``."""
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         envs.step(actions[calls % 16])
@@ -46,32 +56,37 @@ def learned_model(hidden: int = 64):
 def main() -> None:
     args = experiment_parser(__doc__, "64 batched envs and 1 s per row, for the tests").parse_args()
     torch.set_num_threads(2)
-    n, seconds = (64, 1.0) if args.quick else (1024, 10.0)
-    rows = []
-
-    def measure(name, envs, n_envs):
-        rate = steps_per_second(envs, seconds, n_envs)
-        envs.close()
-        rows.append({"env": name, "num_envs": n_envs, "steps_per_s": rate})
-        print(f"{name}: {rate:,.0f} env-steps/s")
-
-    measure("(a) Pendulum-v1, SyncVectorEnv", gym.make_vec("Pendulum-v1", num_envs=64, vectorization_mode="sync"), 64)
+    n, seconds, rounds = (64, 1.0, 1) if args.quick else (1024, 10.0, 5)
     vec = {"vectorization_mode": "vector_entry_point"}
-    measure("(b) physode/Pendulum-v0, PENDULUM_V1 (semi-implicit Euler)",
-            gym.make_vec("physode/Pendulum-v0", num_envs=n, **vec, **PENDULUM_V1), n)
-    measure("(b) physode/Pendulum-v0, default (RK4 at dt)", gym.make_vec("physode/Pendulum-v0", num_envs=n, **vec), n)
-    model = learned_model()
-    measure("(c) physode/Learned-v0, NeuralODE, RK4 at dt",
-            gym.make_vec("physode/Learned-v0", num_envs=n, **vec, checkpoint=model, solver="rk4", step_size=0.05), n)
-    model = learned_model()
-    measure("(c) physode/Learned-v0, NeuralODE, its dopri5",
-            gym.make_vec("physode/Learned-v0", num_envs=n, **vec, checkpoint=model), n)
+    setups = [  # (name, number of envs, the vector env)
+        ("(a) Pendulum-v1, SyncVectorEnv", 64, gym.make_vec("Pendulum-v1", num_envs=64, vectorization_mode="sync")),
+        ("(b) physode/Pendulum-v0, PENDULUM_V1 (semi-implicit Euler)", n,
+         gym.make_vec("physode/Pendulum-v0", num_envs=n, **vec, **PENDULUM_V1)),
+        ("(b) physode/Pendulum-v0, default (RK4 at dt)", n, gym.make_vec("physode/Pendulum-v0", num_envs=n, **vec)),
+        ("(c) physode/Learned-v0, NeuralODE, RK4 at dt", n,
+         gym.make_vec("physode/Learned-v0", num_envs=n, **vec, checkpoint=learned_model(), solver="rk4", step_size=0.05)),
+        ("(c) physode/Learned-v0, NeuralODE, its dopri5", n,
+         gym.make_vec("physode/Learned-v0", num_envs=n, **vec, checkpoint=learned_model())),
+    ]
+    running = [started(envs) for _, _, envs in setups]
+    rates = [[] for _ in setups]
+    for _ in range(rounds):
+        for (_, n_envs, _), (envs, actions), row_rates in zip(setups, running, rates, strict=True):
+            row_rates.append(steps_per_second(envs, actions, seconds / rounds, n_envs))
+    rows = []
+    for (name, n_envs, envs), row_rates in zip(setups, rates, strict=True):
+        envs.close()
+        rate = statistics.median(row_rates)
+        rows.append({"env": name, "num_envs": n_envs, "steps_per_s": rate, "rounds": row_rates})
+        print(f"{name}: {rate:,.0f} env-steps/s (rounds {min(row_rates):,.0f} to {max(row_rates):,.0f})")
 
     base = rows[0]["steps_per_s"]
     for row in rows:
         row["vs_baseline"] = row["steps_per_s"] / base
-    lines = ["| env | envs | env-steps/s | vs (a) |", "|---|---|---|---|"]
-    lines += [f"| {r['env']} | {r['num_envs']} | {r['steps_per_s']:,.0f} | {r['vs_baseline']:.1f}x |" for r in rows]
+    lines = [f"Median of {rounds} interleaved rounds per row (range over the rounds in brackets).", "",
+             "| env | envs | env-steps/s | vs (a) |", "|---|---|---|---|"]
+    lines += [f"| {r['env']} | {r['num_envs']} | {r['steps_per_s']:,.0f} ({min(r['rounds']):,.0f} to "
+              f"{max(r['rounds']):,.0f}) | {r['vs_baseline']:.1f}x |" for r in rows]
     table = "\n".join(lines)
     print(table)
     write_outputs(args, "bench_envs_quick" if args.quick else "bench_envs", "Env-steps per second", table, raw={"rows": rows})
