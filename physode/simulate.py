@@ -80,6 +80,10 @@ def simulate(
 
     Returns:
         ``(N, T, D)`` float64 trajectories (``(T, D)`` for one state) on ``device``, ``[:, 0] == x0``.
+
+    Gradients: autograd records the solve only when they can flow (grad mode on, and ``x0``, ``u`` or the
+    parameters of a ``torch.nn.Module`` system require grad); otherwise it runs in ``torch.inference_mode``,
+    which is faster. The result is an ordinary tensor either way.
     """
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
