@@ -13,8 +13,9 @@ Used by :func:`physode.simulate` (ground truth) and by the learned continuous mo
 * **Exact output points and zero-order-hold controls.** Adaptive solvers step exactly onto every
   output time, both ends included (registered as ``jump_t`` on the integer grid: the controls, held
   constant over each interval, and the time scale may jump there; as ``step_t`` on a shared grid,
-  where the field is smooth across output times and needs no fresh evaluation after them). Stepping onto outputs also avoids dense-output interpolation, which is
-  far less accurate than the steps for torchdiffeq's ``dopri8``. Fixed-step methods split each
+  where the field is smooth across output times and needs no fresh evaluation after them). Stepping
+  onto outputs also avoids dense-output interpolation, which is far less accurate than the steps for
+  torchdiffeq's ``dopri8``. Fixed-step methods split each
   output interval into the same number of equal substeps (:class:`SubstepGrid`).
 """
 
@@ -190,7 +191,7 @@ def solve_on_grids(
     else:
         # every output interval split into the same number of substeps (the adjoint's backward solves run
         # interval by interval, so the grid follows the span it is asked for)
-        # (perturbed evaluations just inside each interval where the field may jump at knots, as above)
+        # perturb: evaluate just inside each interval, needed only where the field may jump at knots (as above)
         options = {"perturb": not shared, "grid_constructor": substep_grid(substeps(times, step_size))}
     try:
         if adjoint:
