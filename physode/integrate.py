@@ -15,8 +15,8 @@ Used by :func:`physode.simulate` (ground truth) and by the learned continuous mo
   constant over each interval, and the time scale may jump there; as ``step_t`` on a shared grid,
   where the field is smooth across output times and needs no fresh evaluation after them). Stepping
   onto outputs also avoids dense-output interpolation, which is far less accurate than the steps for
-  torchdiffeq's ``dopri8``. Fixed-step methods split each
-  output interval into the same number of equal substeps (:class:`SubstepGrid`).
+  torchdiffeq's ``dopri8``. Fixed-step methods split each output interval into the same number of
+  equal substeps (:class:`SubstepGrid`).
 """
 
 from __future__ import annotations
