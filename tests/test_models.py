@@ -7,6 +7,7 @@ import torch
 
 from physode import PhysodeError, UnknownNameError
 from physode.models import MODELS, AugmentedNeuralODE, HamiltonianODE, NeuralODE, ResNetStep
+from physode.models.vector_field import Tanh
 
 T = torch.linspace(0.0, 1.0, 6, dtype=torch.float64)
 
@@ -190,6 +191,22 @@ def test_normalization_changes_units_not_dynamics():
     torch.testing.assert_close(shifted.vector_field(0.0, x), scale * plain.vector_field(0.0, z))
     with pytest.raises(PhysodeError, match="scale > 0"):
         shifted.set_normalization([0.0, 0.0], [1.0, 0.0])
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 2.5e-7), (torch.float64, 5e-16)])
+def test_tanh_matches_torch_tanh_with_and_without_gradients(dtype, tolerance):
+    x = torch.cat([torch.linspace(-40.0, 40.0, 100_001, dtype=dtype), torch.tensor([math.inf, -math.inf, 0.0], dtype=dtype)])
+    reference = torch.tanh(x)
+    with torch.inference_mode():
+        fast = Tanh()(x)  # the sigmoid form
+    assert fast.dtype == dtype and fast.shape == x.shape
+    assert (fast - reference).abs().max() <= tolerance
+    assert fast[-3:].tolist() == [1.0, -1.0, 0.0] and bool(Tanh()(torch.tensor([math.nan], dtype=dtype)).isnan())
+    leaf = x[:-3].clone().requires_grad_()
+    traced = Tanh()(leaf)  # gradients flow: torch.tanh itself, bit for bit, with its own backward
+    assert torch.equal(traced.detach(), reference[:-3]) and traced.grad_fn.name() == "TanhBackward0"
+    (gradient,) = torch.autograd.grad(traced.sum(), leaf)
+    torch.testing.assert_close(gradient, 1 - reference[:-3] ** 2)
 
 
 def test_config_rebuilds_the_model():

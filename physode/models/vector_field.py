@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..checks import positive_int
 from ..errors import unknown_name
 
-ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU}
+
+class Tanh(nn.Module):
+    """``tanh``, computed on the CPU as ``2 sigmoid(2x) - 1`` when no gradient is being recorded.
+
+    torch's CPU ``tanh`` kernel is scalar in current builds: measured with torch 2.13 on this project's
+    2-core machine, 87 us for a 1024 x 64 float32 tensor against 35 us for the sigmoid form (sigmoid is
+    vectorised), so tanh was half the time of a learned env step. The two agree to 2e-7 in float32 and
+    4e-16 in float64. Where gradients flow (training), and on GPUs, it is ``torch.tanh`` itself, whose fused
+    backward is faster than the composed one at training batch sizes.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
+            return torch.tanh(x)
+        return torch.sigmoid(2 * x).mul_(2).sub_(1)
+
+
+ACTIVATIONS = {"tanh": Tanh, "softplus": nn.Softplus, "silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU}
 
 
 class MLP(nn.Sequential):
