@@ -155,6 +155,19 @@ def test_learned_env_steps_the_model_and_reports_its_drift(checkpoint):
     assert info["prediction_error"].shape == (4,) and info["true_state"].shape == (4, 2)
 
 
+def test_a_hamiltonian_model_steps_as_a_learned_env():
+    """The learned env steps without recording gradients; a Hamiltonian model needs autograd for its field."""
+    model = physode.HamiltonianODE(2, control_dim=1, hidden=8, solver="rk4", step_size=0.05)
+    model.system_spec = physode.Pendulum().spec()
+    env = gym.make("physode/Learned-v0", checkpoint=model)
+    obs, _ = env.reset(options={"state": [0.5, 0.0]})
+    action = np.array([0.3], dtype=np.float32)
+    obs, *_ = env.step(action)
+    expected = model.rollout(torch.tensor([[0.5, 0.0]]), torch.tensor([0.0, 0.05]), torch.tensor([[0.3]]))[0, 1]
+    np.testing.assert_allclose(obs, expected.detach().numpy(), rtol=1e-6, atol=1e-7)
+    assert abs(obs[1]) > 1e-4  # the model's field is not zero: the step went through its gradient
+
+
 class _Exploding(DynamicsModel):
     """A 'model' whose every prediction is NaN."""
 

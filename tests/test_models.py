@@ -181,6 +181,17 @@ def test_hamiltonian_model_conserves_its_hamiltonian():
     assert (y[:, -1] - x0).abs().max() > 1e-3  # and it does move
 
 
+def test_hamiltonian_model_rolls_out_without_recording_gradients():
+    """Its field is the gradient of H: computed alike under no_grad and inference mode (the learned env's)."""
+    model = randomized(HamiltonianODE(2, control_dim=1, hidden=8, dtype="float64", solver="rk4", step_size=0.05))
+    x0, u = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 1, dtype=torch.float64)
+    y = model.rollout(x0, T, u)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            again = model.rollout(x0, T, u)
+        torch.testing.assert_close(again, y.detach(), rtol=0, atol=1e-15)
+
+
 def test_normalization_changes_units_not_dynamics():
     plain = randomized(NeuralODE(2, hidden=8, dtype="float64", rtol=1e-10, atol=1e-10))
     shifted = randomized(NeuralODE(2, hidden=8, dtype="float64", rtol=1e-10, atol=1e-10))

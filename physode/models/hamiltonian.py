@@ -39,8 +39,11 @@ class HamiltonianODE(ContinuousModel):
 
     def flow(self, t, z, u):
         differentiable = torch.is_grad_enabled()
-        with torch.enable_grad():
-            x = z if z.requires_grad else z.detach().requires_grad_(True)
+        # the field is a gradient: autograd runs even where the caller records nothing (no_grad, or inference
+        # mode, as in the learned env's step, whose tensors autograd cannot use: their clone made outside it can)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = z.clone() if z.is_inference() else z
+            x = x if x.requires_grad else x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.hamiltonian(x).sum(), x, create_graph=differentiable)
         half = self.state_dim // 2
         dq, dp = grad[..., half:], -grad[..., :half]
