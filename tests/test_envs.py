@@ -1,6 +1,7 @@
 """Gymnasium envs: the API checker, the physics against independent references, Pendulum-v1 parity,
 vector envs against single envs, the learned env against its model and the truth, and bad input."""
 
+import math
 import subprocess
 import sys
 import warnings
@@ -70,6 +71,22 @@ def test_a_pendulum_step_is_the_true_flow_over_dt():
     assert errors[0] < 1e-4 and errors[1] < errors[0] / 100  # (1/4)^4 = 1/256
     wrapped = (x[0, 0] + np.pi) % (2 * np.pi) - np.pi
     np.testing.assert_allclose(obs, [wrapped, x[0, 1]], atol=1e-4)
+
+
+def test_the_pendulum_wraps_its_angle_over_many_turns():
+    """Observed angle and reward against Python's own float remainder, from -40 to 40 turns and on the seams."""
+    theta = np.concatenate([np.linspace(-250.0, 250.0, 2001), np.pi * np.arange(-9, 10), [-np.pi - 1e-12, np.pi - 1e-12]])
+    omega = np.linspace(-3.0, 3.0, theta.size)
+    env = PendulumEnv(integrator="semi_implicit_euler")
+    x, u = torch.tensor(np.stack([theta, omega], 1)), torch.full((theta.size, 1), 0.5, dtype=torch.float64)
+    observed, reward = env.observe(x)[:, 0], env.reward(x, u, x).numpy()
+    wrapped = np.array([(a + math.pi) % (2 * math.pi) - math.pi for a in theta])  # into [-pi, pi)
+    from_top = np.array([a % (2 * math.pi) - math.pi for a in theta])
+    assert ((observed >= -np.float32(np.pi)) & (observed <= np.float32(np.pi))).all()
+    seam = np.abs(np.abs(wrapped) - np.pi) < 1e-9  # pi and -pi are the same angle: compare them as angles
+    np.testing.assert_allclose(observed[~seam], wrapped[~seam], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.abs(observed[seam]), np.pi, atol=1e-6)
+    np.testing.assert_allclose(reward, -(from_top**2 + 0.1 * omega**2 + 0.001 * 0.25), atol=1e-10, rtol=0)
 
 
 def test_spring_reward_and_energy_without_action():

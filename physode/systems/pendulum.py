@@ -75,7 +75,7 @@ class Pendulum(MechanicalSystem):
         if p.damping:
             a = a.sub_(p.damping * v)
         if u is not None:
-            a = a.add_(u / p.inertia)
+            a = a.add_(u, alpha=1 / p.inertia)
         return a
 
     def energy(self, x):
