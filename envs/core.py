@@ -24,7 +24,7 @@ from gymnasium.vector.utils import batch_space
 
 from physode.checks import positive_float, positive_int
 from physode.devices import resolve_device
-from physode.errors import PhysodeError, unknown_name
+from physode.errors import PhysodeError, SolverError, unknown_name
 from physode.simulate import METHODS, simulate
 from physode.systems import MechanicalSystem
 
@@ -147,8 +147,8 @@ class PhysodeEnv(gym.Env):
         """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
         if learned and self.dynamics is not None:
             with torch.inference_mode():
-                x_next = self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1]
-            return x_next.to(torch.float64, copy=True)  # a copy made outside inference mode is an ordinary tensor
+                x_next = self._learned_step(x, u)
+            return x_next.clone()  # a copy made outside inference mode is an ordinary tensor
         if self.integrator == "semi_implicit_euler":
             p = self.system.position_dim
             q, v = x[:, :p], x[:, p:]
@@ -163,11 +163,26 @@ class PhysodeEnv(gym.Env):
             x_next = torch.cat([x_next[:, :p], x_next[:, p:].clamp(-self.max_speed, self.max_speed)], dim=1)
         return x_next
 
+    def _learned_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The learned model's states ``dt`` after ``x: (N, D)`` in float64; NaN rows where its solve fails.
+
+        One diverging row fails a batched solve as a whole (SolverError: non-finite states, or an adaptive
+        solver giving up), so the batch is halved until the failing rows are found (a few solves for a few
+        such rows); they come back NaN, and :meth:`transition` ends their episodes as diverged.
+        """
+        try:
+            return self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1].to(torch.float64)
+        except SolverError:
+            if x.shape[0] == 1:
+                return torch.full_like(x, float("nan"))
+            half = x.shape[0] // 2
+            return torch.cat([self._learned_step(x[:half], u[:half]), self._learned_step(x[half:], u[half:])])
+
     def transition(self, x, true, u):
         """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,) | None)``.
 
         The states stay tensors on the device; reward, terminated and diverged come back as fresh numpy
-        arrays on the host. A learned model whose prediction is not finite ends its episode (``diverged``)
+        arrays on the host. A learned model whose prediction is not finite (or whose solve fails) ends its episode (``diverged``)
         and keeps its last finite state, so every observation stays a number; the true dynamics never go
         non-finite (simulate raises SolverError), so for them ``diverged`` is None.
         """

@@ -16,7 +16,7 @@ import physode
 import physode.envs  # noqa: F401  (registers the ids)
 from physode import PhysodeError, TrajectoryDataset, simulate
 from physode.envs import PENDULUM_V1, LearnedDynamicsEnv, PendulumEnv, SpringMassEnv
-from physode.models import MODELS, DynamicsModel
+from physode.models import MODELS, ContinuousModel, DynamicsModel
 from physode.train import TrainConfig, build_model, fit
 
 TRUE_IDS = ["physode/Pendulum-v0", "physode/SpringMass-v0", "physode/NBody-v0"]
@@ -205,6 +205,37 @@ def test_a_diverging_model_ends_the_episode_with_finite_observations():
     obs, _ = env.reset(seed=0)
     nxt, _, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
     assert terminated and info["diverged"] and np.array_equal(nxt, obs)
+
+
+class _Squared(ContinuousModel):
+    """dx/dt = x^2 (finite-time blow-up from large states; the control is ignored), integrated by torchdiffeq."""
+
+    def __init__(self, **solver):
+        super().__init__(2, 1, **solver)
+        self.system_spec = physode.Pendulum().spec()
+
+    def flow(self, t, z, u):
+        return z * z
+
+
+@pytest.mark.parametrize("solver", [{"solver": "rk4", "step_size": 0.05}, {"solver": "dopri5"}])
+def test_a_model_that_blows_up_in_some_envs_ends_only_their_episodes(solver):
+    """Their solve fails (non-finite states, or the adaptive solver gives up) for the whole batch; the env
+    finds the failing rows, ends their episodes as diverged and steps the others as usual."""
+    n = 7
+    starts = np.tile([0.1, -0.2], (n, 1))
+    starts[[2, 5], 0] = 1e20  # squared: beyond float32
+    model = _Squared(**solver)
+    vec = gym.make_vec("physode/Learned-v0", num_envs=n, vectorization_mode="vector_entry_point", checkpoint=model)
+    vec.reset(options={"states": starts})
+    obs, _, terminated, _, info = vec.step(np.zeros((n, 1), dtype=np.float32))
+    assert terminated.tolist() == info["diverged"].tolist() == [k in (2, 5) for k in range(n)]
+    assert np.isfinite(obs).all()
+    np.testing.assert_array_equal(vec._state[[2, 5]].numpy(), starts[[2, 5]])  # they keep their last finite state
+    expected = model.rollout(torch.tensor(starts[:1]), torch.tensor([0.0, 0.05]), torch.zeros(1, 1))[0, 1]
+    np.testing.assert_allclose(obs[0], expected.numpy(), rtol=1e-6)  # 0.1 / (1 - 0.1 * 0.05) and the like
+    obs, _, terminated, _, _ = vec.step(np.zeros((n, 1), dtype=np.float32))  # NEXT_STEP autoreset: a fresh start
+    assert not terminated.any() and np.abs(obs[[2, 5]]).max() < 10
 
 
 def test_nbody_terminates_when_a_body_escapes():
