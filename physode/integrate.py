@@ -30,7 +30,10 @@ from torchdiffeq import odeint, odeint_adjoint
 from .errors import SolverError
 
 ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
-FIXED_METHODS = ("rk4", "midpoint", "euler", "heun2", "heun3", "explicit_adams", "implicit_adams")
+#: One-step methods only: torchdiffeq's multistep Adams methods carry their step history across output times,
+#: where zero-order-hold controls and the per-trajectory time scales jump (first-order errors there), and its
+#: explicit Adams at the default order 12 is unstable at ordinary steps (dy/dt = -y, h = 0.01: y(1) = 0.735).
+FIXED_METHODS = ("rk4", "midpoint", "euler", "heun2", "heun3")
 
 
 def solver_failure(method: str, exc: Exception, hint: str) -> SolverError:
@@ -86,16 +89,6 @@ class SubstepGrid:
         return SubstepGrid([-k for k in self.knots], self.per, self.like, self.first, self.last)
 
 
-def fixed_grid(step_size: float):
-    """A torchdiffeq ``grid_constructor``: equal steps of at most ``step_size`` over the solve's span."""
-
-    def construct(func, y0, t):
-        t0, t1 = float(t[0]), float(t[-1])
-        return SubstepGrid([t0, t1], max(1, math.ceil(abs(t1 - t0) / step_size - 1e-9)), t)
-
-    return construct
-
-
 def substep_grid(per: int):
     """A torchdiffeq ``grid_constructor``: every interval between the solve's output times in ``per`` equal substeps.
 
@@ -118,19 +111,24 @@ class _GridField(torch.nn.Module):
         self.module = module  # registered so that odeint_adjoint finds its parameters
         self.steps = times.diff(dim=1).to(dtype)  # (N, T-1), in the state's dtype
         self.last = times.shape[1] - 2
-        self.segment = None  # (k, start times (N,), steps (N, 1), controls (N, C) | None) of the last call
+        self.segment = None  # (k, start times (N,), steps (N, 1)) of the last call
         self.reached = 0  # segments finished, for the progress bar
 
     def forward(self, s, x):
-        k = min(max(int(s), 0), self.last)  # torchdiffeq nudges s off the knots, so this is the right segment
+        # segment k is (k, k+1]: torchdiffeq nudges evaluations at knots into the segment they belong to, except
+        # an adaptive solve's first one, at the exact start: s = 0 (segment 0) forward, s = k + 1 (segment k) in
+        # the adjoint's backward solve of [k, k + 1]
+        k = min(max(math.ceil(float(s.detach())) - 1, 0), self.last)
         if self.segment is None or self.segment[0] != k:
-            u = None if self.u is None else self.u[:, k]
-            self.segment = (k, self.times[:, k], self.steps[:, k : k + 1], u)
+            self.segment = (k, self.times[:, k], self.steps[:, k : k + 1])
             if self.bar is not None and k > self.reached:
                 self.bar.update(k - self.reached)
                 self.reached = k
-        _, start, dt, u = self.segment
+        _, start, dt = self.segment
         t = start + (s - k) * dt.squeeze(1)
+        # the controls are sliced afresh in every call, never kept: a slice made in the adjoint's forward solve
+        # (under no_grad) would cut its backward solve off from u
+        u = None if self.u is None else self.u[:, k]
         return self.field(t, x, u) * dt
 
 
@@ -195,8 +193,12 @@ def solve_on_grids(
         options = {"perturb": not shared, "grid_constructor": substep_grid(substeps(times, step_size))}
     try:
         if adjoint:
+            # the backward solve keeps the forward options (torchdiffeq drops them all when given any), and
+            # controls that require grad get their gradients as adjoint parameters alongside the module's
+            backward = {key: value for key, value in options.items() if key != "norm"} | (adjoint_options or {})
+            params = tuple(grid_field.parameters()) + ((u,) if u is not None and u.requires_grad else ())
             y = odeint_adjoint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options,
-                               adjoint_options=adjoint_options)
+                               adjoint_options=backward, adjoint_params=params)
         else:
             y = odeint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options)
     except AssertionError as exc:  # torchdiffeq signals step underflow, NaN states and max_num_steps so

@@ -36,6 +36,18 @@ def test_a_linear_block_is_the_matrix_exponential():
     assert rk.nfe_forward == 4 * 150  # rk4 (3/8 rule): four evaluations per step
 
 
+def test_a_fixed_step_trajectory_steps_onto_every_output_time():
+    """Against the matrix exponential at 0.35 and 1.0 with rk4 steps of at most 0.1: every output is a step (not
+    a linear interpolation between the steps around it, which was 1e-4 off at 0.35)."""
+    a = torch.tensor([[0.0, 1.0], [-2.0, -0.3]], dtype=torch.float64)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    block = ODEBlock(Linear(a), solver="rk4", step_size=0.1, adjoint=False)
+    z = block.trajectory(x, [0.0, 0.35, 1.0])
+    for k, t in enumerate((0.0, 0.35, 1.0)):
+        torch.testing.assert_close(z[k], x @ torch.linalg.matrix_exp(t * a).T, rtol=0, atol=1e-5)
+    assert block.nfe_forward == 4 * 2 * 7  # each interval in 7 equal substeps (0.65 / 0.1, rounded up)
+
+
 def test_adjoint_gradients_match_direct_backprop_and_finite_differences():
     torch.manual_seed(0)
     field = MLPField(3).double()

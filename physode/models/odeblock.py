@@ -15,7 +15,7 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from ..checks import positive_float, positive_int
 from ..errors import PhysodeError, unknown_name
-from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, fixed_grid, solver_failure
+from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, solver_failure, substep_grid, substeps
 
 
 class _Counted(nn.Module):
@@ -88,7 +88,9 @@ class ODEBlock(nn.Module):
         """States ``(T, N, ...)`` at the times ``t: (T,)`` (from 0) of the solve that starts at ``x``."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if self.solver in FIXED_METHODS:
-            options = {"grid_constructor": fixed_grid(self.step_size)}  # memory flat in the number of steps
+            # every output interval in equal substeps, so each output is a step, not an interpolation between two;
+            # memory flat in the number of steps
+            options = {"grid_constructor": substep_grid(substeps(t[None], self.step_size))}
         else:
             options = {"max_num_steps": self.max_steps}
         solve = odeint_adjoint if self.adjoint else odeint
