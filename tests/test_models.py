@@ -171,6 +171,53 @@ def test_resnet_uses_the_control_of_the_interval_each_step_starts_in():
     torch.testing.assert_close(y[:, 2], x)
 
 
+def test_resnet_steps_on_the_knots_use_their_own_controls_despite_rounding():
+    """A grid of 12 points over 0.7 with dt its spacing: 0 + k dt falls a rounding error short of some knots."""
+    t = torch.linspace(0.0, 0.7, 12, dtype=torch.float64)
+    model = ResNetStep(1, dt=0.7 / 11, control_dim=1, dtype="float64")
+    model.step = lambda x, u=None: x + u  # the state adds up the controls the steps used
+    u = torch.arange(11, dtype=torch.float64).reshape(1, 11, 1)  # u_k = k
+    y = model.rollout(torch.zeros(1, 1, dtype=torch.float64), t, u)[0, :, 0]
+    assert y.diff().round().tolist() == list(range(11))
+
+
+@pytest.mark.parametrize("solver", [{"solver": "rk4", "step_size": 0.05}, {"solver": "dopri5", "rtol": 1e-10, "atol": 1e-10}])
+@pytest.mark.parametrize("grid", ["shared", "per_trajectory"])
+def test_adjoint_gradients_reach_controls_and_survive_seminorm(solver, grid):
+    """Direct backprop is the reference for x0, the parameters and the controls (held per interval, switching
+    sign: their jumps at knots are where a wrong segment shows); the adjoint with and without seminorm."""
+    times = torch.linspace(0.0, 1.0, 5, dtype=torch.float64)
+    if grid == "per_trajectory":
+        times = times * torch.tensor([[1.0], [0.7], [1.3]], dtype=torch.float64)
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    grads = []
+    for adjoint, seminorm in ((False, False), (True, False), (True, True)):
+        model = randomized(NeuralODE(2, hidden=8, control_dim=1, dtype="float64", adjoint=adjoint, seminorm=seminorm,
+                                     **solver), scale=0.4)
+        x0 = torch.tensor([[0.3, -0.2], [0.1, 0.4], [-0.5, 0.2]], dtype=torch.float64, requires_grad=True)
+        u = (3.0 * signs).expand(3, 4).unsqueeze(-1).clone().requires_grad_()
+        model.rollout(x0, times, u).pow(2).sum().backward()
+        grads.append([x0.grad, u.grad, torch.cat([p.grad.flatten() for p in model.parameters()])])
+        if adjoint and solver["solver"] == "rk4":
+            assert model.nfe_backward == model.nfe_forward  # the backward solve takes the forward's substeps
+        elif adjoint:  # each backward interval starts in its own segment (in the next one: 5x the forward's)
+            assert model.nfe_backward <= 3 * model.nfe_forward
+    for other in grads[1:]:
+        for reference, gradient in zip(grads[0], other, strict=True):
+            assert gradient is not None
+            assert ((gradient - reference).norm() / reference.norm()).item() <= 1e-6
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_vector_field_takes_states_of_either_dtype(name):
+    """A float32 model's field at float64 states: computed in float32, handed back in float64."""
+    model = randomized(MODELS[name](2, control_dim=1, hidden=8, **({"dt": 0.1} if name == "resnet" else {})))
+    x, u = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+    field = model.vector_field(0.0, x, u)
+    assert field.dtype == torch.float64 and field.abs().max() > 0
+    torch.testing.assert_close(field, model.vector_field(0.0, x.float(), u.float()).double(), rtol=0, atol=0)
+
+
 def test_hamiltonian_model_conserves_its_hamiltonian():
     model = randomized(HamiltonianODE(4, hidden=16, dtype="float64", rtol=1e-10, atol=1e-10), scale=0.5)
     x0 = torch.randn(5, 4, dtype=torch.float64)

@@ -73,6 +73,12 @@ class DynamicsModel(nn.Module):
         u = None if u is None else u.to(device=device, dtype=self.torch_dtype)
         return x0, times.to(device), u, single
 
+    def _field_inputs(self, x, u):
+        """Checked ``(x, u)`` of a field evaluation, in the model's dtype and on its device."""
+        self._check_field_inputs(x, u)
+        device = self.x_mean.device
+        return x.to(device, self.torch_dtype), None if u is None else u.to(device, self.torch_dtype)
+
     def _check_field_inputs(self, x, u):
         if x.shape[-1] != self.state_dim:
             raise PhysodeError(f"x must have last dimension {self.state_dim} for this model, got shape {tuple(x.shape)}")
@@ -134,9 +140,10 @@ class ContinuousModel(DynamicsModel):
         return x0
 
     def vector_field(self, t, x, u=None):
-        """``dx/dt`` at states ``x: (..., D)`` with controls ``u: (..., C)``; not counted in NFE."""
-        self._check_field_inputs(x, u)
-        return self.flow(t, self.initial_solver_state(x), u)[..., : self.state_dim]
+        """``dx/dt`` at states ``x: (..., D)`` with controls ``u: (..., C)``, computed in the model's dtype and
+        returned in ``x``'s; not counted in NFE."""
+        z, u = self._field_inputs(x, u)
+        return self.flow(t, self.initial_solver_state(z), u)[..., : self.state_dim].to(x.dtype)
 
     def rollout(self, x0, t, u=None):
         """Trajectories ``(N, T, D)`` from ``x0: (N, D)`` on ``t: (T,) | (N, T)``, one batched solve.

@@ -35,9 +35,9 @@ class ResNetStep(DynamicsModel):
         return x + self.x_scale * self.net(z)
 
     def vector_field(self, t, x, u=None):
-        """The implied field ``(step(x, u) - x) / dt``."""
-        self._check_field_inputs(x, u)
-        return (self.step(x, u) - x) / self.dt
+        """The implied field ``(step(x, u) - x) / dt``, computed in the model's dtype and returned in ``x``'s."""
+        z, u = self._field_inputs(x, u)
+        return ((self.step(z, u) - z) / self.dt).to(x.dtype)
 
     def rollout(self, x0, t, u=None):
         """States ``(N, T, D)`` at ``t: (T,) | (N, T)`` from ``x0: (N, D)`` (see the class doc on interpolation)."""
@@ -48,7 +48,8 @@ class ResNetStep(DynamicsModel):
         states = [x0]
         if u is not None:  # the data interval each step starts in
             step_times = times[:, :1] + self.dt * torch.arange(n_steps, dtype=times.dtype, device=times.device)
-            interval = (torch.searchsorted(times, step_times, right=True) - 1).clamp(0, u.shape[1] - 1)
+            # a step time computed a rounding error short of a knot still starts in the knot's interval
+            interval = (torch.searchsorted(times, step_times + 1e-6 * self.dt, right=True) - 1).clamp(0, u.shape[1] - 1)
         for k in range(n_steps):
             uk = None if u is None else u.gather(1, interval[:, k, None, None].expand(-1, 1, u.shape[2])).squeeze(1)
             states.append(self.step(states[-1], uk))
