@@ -224,7 +224,7 @@ class PhysodeEnv(gym.Env):
         self._state = x
         self._true = x.clone() if self.reference else None
         self._trail = [x[0]]  # the states drawn by render (kept where they are until then)
-        return self.observe(x)[0], {}
+        return self.observe(x)[0], {key: value[0] for key, value in self.reference_info(x, self._true).items()}
 
     def step(self, action):
         if self._state is None:

@@ -69,6 +69,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
         task = self.task
         if solver is not None:
             model = _with_solver(model, solver, step_size, task.dt)
+        elif step_size is not None:
+            raise PhysodeError("step_size sets the steps of solver=...: pass both (e.g. solver='rk4', step_size=0.01)")
         super().__init__(task.system, task.action_bound, dt=task.dt, integrator=task.integrator,
                          step_size=task.step_size, rtol=task.rtol, atol=task.atol, max_speed=task.max_speed,
                          dynamics=model, reference=reference, render_mode=render_mode, device=task.device)

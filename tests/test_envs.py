@@ -149,7 +149,8 @@ def test_a_vector_env_matches_single_envs_step_for_step_across_autoresets(env_id
 def test_learned_env_steps_the_model_and_reports_its_drift(checkpoint):
     env = LearnedDynamicsEnv(checkpoint, reference=True, integrator="dopri5", rtol=1e-10, atol=1e-10)
     model = physode.load_model(checkpoint)
-    obs, _ = env.reset(seed=0)
+    obs, info = env.reset(seed=0)
+    assert info["prediction_error"] == 0 and np.array_equal(info["true_state"], env._state[0].numpy())
     x_hat = x = torch.tensor(env._state[0].numpy())[None]
     dt = torch.tensor([0.0, env.dt], dtype=torch.float64)
     errors = []
@@ -275,6 +276,8 @@ def test_bad_input_gets_clear_errors(checkpoint, tmp_path):
         gym.make("physode/Learned-v0")
     with pytest.raises(PhysodeError, match="allow_uncontrolled"):
         LearnedDynamicsEnv(_uncontrolled())
+    with pytest.raises(PhysodeError, match="solver='rk4', step_size"):
+        LearnedDynamicsEnv(checkpoint, step_size=0.01)  # without solver= it would be ignored
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(PhysodeError, match="junk.pt"):
         LearnedDynamicsEnv(tmp_path / "junk.pt")
