@@ -328,18 +328,17 @@ class PhysodeVectorEnv(VectorEnv):
         if self._state is None:
             raise ResetNeeded("call envs.reset() before envs.step()")
         u = self.env.clip_actions(actions, self.num_envs)
-        x, true, reward, terminated, diverged = self.env.transition(self._state, self._true, u)
+        x, true = self._state, self._true
+        index = np.flatnonzero(self._needs_reset)  # NEXT_STEP autoreset of the sub-envs whose episode ended last step
+        if index.size:  # they start afresh: their final states (maybe diverged) are never stepped again
+            starts = torch.from_numpy(self.env.sample_starts([self._rngs[i] for i in index])).to(x.device)
+            rows = torch.from_numpy(index).to(x.device)
+            x, true = _rows_set(x, rows, starts), None if true is None else _rows_set(true, rows, starts)
+        x, true, reward, terminated, diverged = self.env.transition(x, true, u)
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
-        if self._needs_reset.any():  # NEXT_STEP autoreset of the sub-envs whose episode ended last step
-            index = np.flatnonzero(self._needs_reset)
-            starts = torch.from_numpy(self.env.sample_starts([self._rngs[i] for i in index]))
-            starts, rows = starts.to(x.device), torch.from_numpy(index).to(x.device)
-            x = x.clone()
-            x[rows] = starts
-            if true is not None:
-                true = true.clone()
-                true[rows] = starts
+        if index.size:  # and this step returns the starts themselves, with reward 0 (the action is ignored)
+            x, true = _rows_set(x, rows, starts), None if true is None else _rows_set(true, rows, starts)
             reward[index], terminated[index], truncated[index], self._elapsed[index] = 0.0, False, False, 0
             if diverged is not None:
                 diverged[index] = False
@@ -352,3 +351,10 @@ class PhysodeVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs):
         self.env.close()
+
+
+def _rows_set(x: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` with ``x[rows] = values``."""
+    x = x.clone()
+    x[rows] = values
+    return x

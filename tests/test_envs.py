@@ -235,8 +235,10 @@ def test_a_model_that_blows_up_in_some_envs_ends_only_their_episodes(solver):
     np.testing.assert_array_equal(vec._state[[2, 5]].numpy(), starts[[2, 5]])  # they keep their last finite state
     expected = model.rollout(torch.tensor(starts[:1]), torch.tensor([0.0, 0.05]), torch.zeros(1, 1))[0, 1]
     np.testing.assert_allclose(obs[0], expected.numpy(), rtol=1e-6)  # 0.1 / (1 - 0.1 * 0.05) and the like
+    before = model.nfe_total
     obs, _, terminated, _, _ = vec.step(np.zeros((n, 1), dtype=np.float32))  # NEXT_STEP autoreset: a fresh start
     assert not terminated.any() and np.abs(obs[[2, 5]]).max() < 10
+    assert model.nfe_total - before == model.nfe_forward  # one solve: the diverged states were not stepped again
 
 
 def test_nbody_terminates_when_a_body_escapes():
