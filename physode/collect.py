@@ -42,11 +42,12 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
             import physode.envs  # noqa: F401  (registers physode's ids)
         try:
             env = gym.make(env_id)
-        except gym.error.Error as exc:
+        except (gym.error.Error, ImportError) as exc:  # ImportError: the "module:id" form with a missing module
             raise PhysodeError(f"env {env_id!r}: {exc}") from None
     else:
         env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     episodes = positive_int(episodes, "episodes")
+    seed = positive_int(seed, "seed", minimum=0)
     if policy not in POLICIES:
         raise unknown_name("policy", policy, POLICIES)
     for name, space in (("observation", env.observation_space), ("action", env.action_space)):

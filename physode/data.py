@@ -99,7 +99,8 @@ class TrajectoryDataset:
             system: the ground-truth system.
             n_trajectories: how many trajectories.
             t_end: the end of every grid; each has ``T = round(t_end / dt) + 1`` times from 0 to ``t_end``.
-            dt: spacing of the regular grid (the mean spacing of irregular ones).
+            dt: spacing of the regular grid (the mean spacing of irregular ones); when it does not divide
+                ``t_end`` the grid's spacing is ``t_end / (T - 1)``, and ``meta["dt"]`` records that.
             irregular: give each trajectory its own grid: 0, ``T - 2`` sorted uniform random times in
                 ``(0, t_end)``, and ``t_end``.
             noise_std: observation noise, relative: ``x = x_clean + noise_std * s_d * N(0, 1)`` with ``s_d``
@@ -139,7 +140,7 @@ class TrajectoryDataset:
         meta = {
             "seed": seed,
             "grid": "irregular" if irregular else "regular",
-            "dt": dt,
+            "dt": t_end / (n_times - 1),  # the grid's spacing (the dt asked for, rounded to fit t_end)
             "t_end": t_end,
             "noise_std": noise_std,
             "controls": None if controls is None else (controls if isinstance(controls, str) else "given"),
@@ -296,7 +297,7 @@ class TrajectoryDataset:
                 arrays["t"], arrays["x"], metadata.get("system"), x_clean=arrays["x_clean"], u=arrays.get("u"),
                 split=arrays["split"], t_train=metadata.get("t_train"), meta=metadata.get("meta"),
             )
-        except (PhysodeError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # PhysodeError is a ValueError
             raise FileFormatError(f"{str(path)!r} is an inconsistent dataset: {exc}") from None
 
 

@@ -17,9 +17,10 @@ def atomic_write(path, what: str = "file"):
     Parent folders are created. On any error the temporary file is removed and an existing file at
     ``path`` is left untouched. Unwritable locations raise a :class:`PhysodeError` naming ``path``.
     """
+    named_as_folder = os.fspath(path).endswith(("/", os.sep))  # Path() would drop the slash and write a file there
     path = Path(path)
-    if path.is_dir():
-        raise PhysodeError(f"cannot write the {what} to {str(path)!r}: it is a directory; give a file name")
+    if path.is_dir() or named_as_folder:
+        raise PhysodeError(f"cannot write the {what} to {str(path)!r}: it names a folder; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -56,6 +56,8 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
     for name in models:
         if name not in MODELS:
             raise unknown_name("model", name, MODELS)
+    if not models:  # refused here, before anything is simulated or written
+        raise PhysodeError(f"models is empty: name at least one of {', '.join(MODELS)}")
     settings = PRESETS[preset]
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"{system_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     system = make_system(system_name, **SYSTEM_DEFAULTS[system_name])

@@ -96,10 +96,9 @@ def simulate(
     atol = positive_float(atol, "atol")
     batch_size = positive_int(batch_size, "batch_size")
     max_steps = positive_int(max_steps, "max_steps")
-    if method not in ADAPTIVE_METHODS:
-        if step_size is None:
-            raise PhysodeError(f"method {method!r} takes fixed steps: pass step_size (e.g. step_size=0.01)")
-        step_size = positive_float(step_size, "step_size")
+    if method not in ADAPTIVE_METHODS and step_size is None:
+        raise PhysodeError(f"method {method!r} takes fixed steps: pass step_size (e.g. step_size=0.01)")
+    step_size = None if step_size is None else positive_float(step_size, "step_size")
     if method in SYMPLECTIC_METHODS and not getattr(system, "conservative", False):
         raise PhysodeError(
             f"method {method!r} needs a conservative mechanical system (forces independent of velocity); "

@@ -237,7 +237,8 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     device = resolve_device(device)
     world = World.current(device)
     train, val = dataset.train, dataset.val if int((dataset.split == 1).sum()) else dataset.train
-    out = None if out_dir is None else make_folder(out_dir, "run folder")
+    # resuming needs the folder of the run (its checkpoint): not made here, so a failed resume leaves nothing behind
+    out = None if out_dir is None else Path(out_dir) if resume else make_folder(out_dir, "run folder")
     writer = out if world.main else None  # where this rank writes metrics and checkpoints
 
     model.to(device)

@@ -6,6 +6,7 @@ was already there untouched.
 """
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -47,6 +48,8 @@ CASES = {
     "unknown parameter": (lambda: make_system("spring_mass", springs=3), "unknown parameter"),
     "negative mass": (lambda: SpringMass(mass=-1.0), "mass"),
     "float body count": (lambda: NBody(n_bodies=2.5), "n_bodies"),
+    "float dimension": (lambda: NBody(dim=2.0), "dim must be 2 or 3"),
+    "negative step size, adaptive": (lambda: simulate(Pendulum(), X0, T, step_size=-5.0), "step_size"),
     "field state width": (lambda: Pendulum().vector_field(0.0, torch.zeros(5, 3)), "last dimension 2"),
     "field control width": (lambda: Pendulum().vector_field(0.0, torch.zeros(5, 2), torch.zeros(5, 2)), "u must have"),
     "negative seed": (lambda: Pendulum().sample_initial_states(4, seed=-1), "seed"),
@@ -78,6 +81,8 @@ CASES = {
     "learned env uncontrolled model": (lambda: LearnedDynamicsEnv(_model_of(Pendulum(), controls=0)), "allow_uncontrolled"),
     "collect discrete env": (lambda: collect("CartPole-v1", 1), "Discrete"),
     "collect zero episodes": (lambda: collect("Pendulum-v1", 0), "episodes"),
+    "collect negative seed": (lambda: collect("Pendulum-v1", 1, seed=-1), "seed"),
+    "collect missing module": (lambda: collect("nomodule:Bar-v0", 1), "nomodule"),
 }
 
 
@@ -117,10 +122,19 @@ def test_files_that_are_not_what_they_claim_are_refused(tmp_path):
         for bad in (cut, flipped, other, tmp_path / f"missing{path.suffix}", tmp_path):
             with pytest.raises(PhysodeError):
                 load(bad)
+    arrays = dict(np.load(data))
+    metadata = json.loads(str(arrays["metadata"]))
+    for key, value in (("t_train", "abc"), ("meta", ["abc"])):  # well-formed JSON, wrong values
+        arrays["metadata"] = np.array(json.dumps({**metadata, key: value}))
+        np.savez(tmp_path / "odd.npz", **arrays)
+        with pytest.raises(PhysodeError, match="inconsistent dataset"):
+            TrajectoryDataset.load(tmp_path / "odd.npz")
 
 
 def _fingerprint(folder):
-    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's hash and every folder (an empty folder left behind counts too)."""
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in sorted(folder.rglob("*"))}
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +169,13 @@ CLI_CASES = {
     "collect unknown env": ["collect", "--env", "Nope-v3", "--episodes", "1", "-o", "{root}/out.npz"],
     "collect discrete env": ["collect", "--env", "CartPole-v1", "--episodes", "1", "-o", "{root}/out.npz"],
     "not a number": ["simulate", "pendulum", "--n", "many", "-o", "{root}/out.npz"],
+    "float n-body dimension": ["simulate", "nbody", "--n", "4", "--param", "dim=2.0", "-o", "{root}/out.npz"],
+    "negative step size": ["simulate", "pendulum", "--n", "4", "--step-size", "-5", "-o", "{root}/new.npz"],
+    "output named as a folder": ["simulate", "pendulum", "--n", "4", "-o", "{root}/new-folder/"],
+    "resume into a new folder": ["train", "--data", "{root}/good.npz", "--out", "{root}/fresh-run", "--resume"],
+    "compare without models": ["compare", "pendulum", "--preset", "smoke", "--models", ",", "--out", "{root}/new-run"],
+    "collect negative seed": ["collect", "--env", "Pendulum-v1", "--episodes", "1", "--seed", "-1", "-o", "{root}/new.npz"],
+    "collect missing module": ["collect", "--env", "nomodule:Bar-v0", "--episodes", "1", "-o", "{root}/new.npz"],
 }
 
 

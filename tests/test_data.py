@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from physode import FileFormatError, NBody, Pendulum, PhysodeError, SpringMass, TrajectoryDataset, simulate
+from physode import FileFormatError, NBody, Pendulum, PhysodeError, SpringMass, TrajectoryDataset, build_model, simulate
 from physode.data import FORMAT_VERSION
 
 
@@ -72,6 +72,14 @@ def test_noise_is_relative_and_clean_states_are_kept(rich_data):
     ratio = (data.x - data.x_clean).reshape(-1, 4).std(0) / scale
     assert torch.allclose(ratio, torch.full((4,), 0.05, dtype=torch.float64), rtol=0.1)
     assert data.meta["noise_std"] == 0.05
+
+
+def test_the_recorded_dt_is_the_grid_spacing():
+    """dt = 0.15 does not divide t_end = 1: the grid has round(1 / 0.15) + 1 = 8 times, 1/7 apart, and says so."""
+    data = TrajectoryDataset.generate(Pendulum(), 2, t_end=1.0, dt=0.15, seed=0)
+    assert data.n_times == 8 and data.meta["dt"] == pytest.approx(1 / 7, rel=1e-12)
+    assert float(data.times.diff(dim=1).max()) == pytest.approx(data.meta["dt"], rel=1e-12)
+    assert build_model("resnet", data).dt == pytest.approx(1 / 7, rel=1e-12)  # the step model steps the grid
 
 
 def test_splits_partition_the_trajectories(pendulum_data):

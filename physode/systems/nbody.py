@@ -54,7 +54,7 @@ class NBodyParams:
     def __post_init__(self):
         if isinstance(self.n_bodies, bool) or not isinstance(self.n_bodies, int) or self.n_bodies < 2:
             raise PhysodeError(f"parameter n_bodies must be a whole number >= 2, got {self.n_bodies!r}")
-        if self.dim not in (2, 3) or isinstance(self.dim, bool):
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim not in (2, 3):
             raise PhysodeError(f"parameter dim must be 2 or 3, got {self.dim!r}")
         if self.masses is not None:
             masses = tuple(self.masses) if isinstance(self.masses, (list, tuple)) else None
