@@ -22,6 +22,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from physode.checkpoint import refuse_other_system
 from physode.checks import positive_float, positive_int
 from physode.devices import resolve_device
 from physode.errors import PhysodeError, SolverError, unknown_name
@@ -265,10 +266,7 @@ class PhysodeEnv(gym.Env):
 
 def _check_model(model, system) -> None:
     """Refuse a learned model that was trained on another system or does not fit its state and controls."""
-    spec = getattr(model, "system_spec", None)
-    if spec is not None and spec != system.spec():
-        raise PhysodeError(f"the model was trained on {spec['name']} {spec['params']}, not on this env's "
-                           f"{system.name} {system.spec()['params']}; use the env of the model's system")
+    refuse_other_system(model, system.spec(), "this env", "use the env of the model's system")
     if getattr(model, "state_dim", None) != system.state_dim:
         raise PhysodeError(f"the model has state_dim {getattr(model, 'state_dim', None)}, the env's {system.name} "
                            f"has {system.state_dim}")

@@ -25,6 +25,18 @@ FORMAT_VERSION = 1
 CLASSES = {cls.__name__: cls for cls in MODELS.values()}
 
 
+def refuse_other_system(model, system_spec, where: str, fix: str, name: str = "the model") -> None:
+    """A PhysodeError when ``model`` was trained on another system than ``system_spec`` (the ``where`` it is used).
+
+    Models loaded from a checkpoint carry the ``system_spec`` they were trained on; others are not checked.
+    """
+    trained_on = getattr(model, "system_spec", None)
+    if trained_on is not None and trained_on != system_spec:
+        here = system_spec or {"name": "recorded data", "params": ""}
+        raise PhysodeError(f"{name} was trained on {trained_on['name']} {trained_on['params']}, not on {where}'s "
+                           f"{here['name']} {here['params']}; {fix}")
+
+
 def save_checkpoint(path, model: DynamicsModel, *, system_spec: dict | None = None, **extra) -> Path:
     """Write ``model`` (class, config, weights) and ``extra`` plain data / tensors to ``path`` atomically."""
     if type(model).__name__ not in CLASSES:

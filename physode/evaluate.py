@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import refuse_other_system
 from .checks import affordable, positive_float
 from .data import TrajectoryDataset
 from .devices import resolve_device
@@ -108,6 +109,8 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     for name, model in models.items():
         if getattr(model, "state_dim", dataset.state_dim) != dataset.state_dim:
             raise PhysodeError(f"model {name!r} has state_dim {model.state_dim}, the dataset {dataset.state_dim}")
+        refuse_other_system(model, dataset.system_spec, "the dataset", "compare it on data of its own system",
+                            name=f"model {name!r}")
         if isinstance(model, DynamicsModel) and model.control_dim:
             raise PhysodeError(f"model {name!r} takes controls; compare scores uncontrolled rollouts only")
     test = _test_split(dataset)

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, refuse_other_system, save_checkpoint
 from .checks import positive_float, positive_int
 from .data import TrajectoryDataset
 from .devices import resolve_device
@@ -135,12 +135,7 @@ def _check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
             f"the model takes {model.control_dim} controls but the dataset has {data_controls}; "
             f"build the model with control_dim={data_controls}"
         )
-    trained_on = getattr(model, "system_spec", None)  # set by load_model
-    if trained_on is not None and trained_on != dataset.system_spec:
-        raise PhysodeError(
-            f"the model was trained on {trained_on['name']} {trained_on['params']} but the dataset is "
-            f"{dataset.name} {(dataset.system_spec or {}).get('params', '')}; train a fresh model for this system"
-        )
+    refuse_other_system(model, dataset.system_spec, "the dataset", "train a fresh model for this system")
     if int((dataset.split == 0).sum()) == 0:
         raise PhysodeError("the dataset's training split is empty; regenerate it with a train share > 0")
 

@@ -70,6 +70,8 @@ CASES = {
     "negative learning rate": (lambda: TrainConfig(lr=-1.0), "lr"),
     "rollout state width": (lambda: NeuralODE(2).rollout(torch.zeros(4, 3), T), r"\(N, 2\)"),
     "compare model width": (lambda: compare({"m": NeuralODE(4)}, _data()), "state_dim 4"),
+    "compare model of another system": (lambda: compare({"m": _model_of(Pendulum(length=2.0), controls=0)}, _data()),
+                                        "trained on pendulum"),
     "ode block without module": (lambda: ODEBlock(lambda t, z: z), "nn.Module"),
     "env nan start": (lambda: PendulumEnv().reset(options={"state": [np.nan, 0.0]}), "options"),
     "env unknown integrator": (lambda: PendulumEnv(integrator="rk5"), "integrator"),
