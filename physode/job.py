@@ -68,6 +68,11 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
         if dataset.system_spec != system.spec():
             raise PhysodeError(f"{out} holds a run of {dataset.name}, not {system_name}; "
                                "choose another output folder")
+        held = (len(dataset), dataset.meta.get("t_end"), dataset.meta.get("seed"))
+        if held != (settings["n_trajectories"], settings["t_end"], seed):  # its models were trained on that data
+            raise PhysodeError(f"{out} holds a run of {held[0]} trajectories to t = {held[1]} with seed {held[2]}, not the "
+                               f"{preset} preset's {settings['n_trajectories']} to t = {settings['t_end']} with seed "
+                               f"{seed}; continue it with the same --preset and --seed, or choose another output folder")
         log(f"reusing {data_path}: {dataset.summary()}")
         horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before training
     else:

@@ -34,14 +34,17 @@ def test_compare_refuses_bad_input(tmp_path, capsys):
     assert main(["compare", "spring_mass", "--preset", "smoke", "--models", "resnet", "--out", str(run), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["compare", "pendulum", "--preset", "smoke", "--out", str(run), "--quiet"]) == 2
+    assert main(["compare", "spring_mass", "--preset", "smoke", "--seed", "1", "--out", str(run), "--quiet"]) == 2
+    assert main(["compare", "spring_mass", "--preset", "quick", "--out", str(run), "--quiet"]) == 2
     assert main(["compare", "pendulum", "--models", "node,lstm", "--out", str(tmp_path / "x")]) == 2
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["compare", "pendulum", "--preset", "smoke", "--out", str(blocker / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 4 and "not pendulum" in err[0] and "'lstm'" in err[1] and "not a run folder" in err[2]
-    assert "cannot write the dataset" in err[3] and blocker.read_text() == ""
+    assert len(err) == 6 and "not pendulum" in err[0] and "with seed 0, not the smoke preset's" in err[1]
+    assert "not the quick preset's 64" in err[2] and "'lstm'" in err[3] and "not a run folder" in err[4]
+    assert "cannot write the dataset" in err[5] and blocker.read_text() == ""
 
 
 def test_compare_refuses_horizons_beyond_the_data_before_training(tmp_path, capsys):
