@@ -68,14 +68,16 @@ class DynamicsModel(nn.Module):
     def _inputs(self, x0, t, u):
         """Checked ``(x0 (N, D), times (N, T), u (N, T-1, C) | None, single)``, states and controls in the model's dtype."""
         x0, times, u, single = rollout_inputs(x0, t, u, self.state_dim, self.control_dim)
-        device = self.x_mean.device
-        x0 = x0.to(device=device, dtype=self.torch_dtype)
-        u = None if u is None else u.to(device=device, dtype=self.torch_dtype)
-        return x0, times.to(device), u, single
+        x0, u = self._on_model(x0, u)
+        return x0, times.to(self.x_mean.device), u, single
 
     def _field_inputs(self, x, u):
         """Checked ``(x, u)`` of a field evaluation, in the model's dtype and on its device."""
         self._check_field_inputs(x, u)
+        return self._on_model(x, u)
+
+    def _on_model(self, x, u):
+        """``x`` and ``u`` (or None) in the model's dtype, on its device."""
         device = self.x_mean.device
         return x.to(device, self.torch_dtype), None if u is None else u.to(device, self.torch_dtype)
 
