@@ -7,7 +7,7 @@ import torch
 
 from physode import PhysodeError, UnknownNameError
 from physode.models import MODELS, AugmentedNeuralODE, HamiltonianODE, NeuralODE, ResNetStep
-from physode.models.vector_field import Tanh
+from physode.models.vector_field import MLP
 
 T = torch.linspace(0.0, 1.0, 6, dtype=torch.float64)
 
@@ -251,20 +251,26 @@ def test_normalization_changes_units_not_dynamics():
         shifted.set_normalization([0.0, 0.0], [1.0, 0.0])
 
 
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 2.5e-7), (torch.float64, 5e-16)])
-def test_tanh_matches_torch_tanh_with_and_without_gradients(dtype, tolerance):
-    x = torch.cat([torch.linspace(-40.0, 40.0, 100_001, dtype=dtype), torch.tensor([math.inf, -math.inf, 0.0], dtype=dtype)])
-    reference = torch.tanh(x)
-    with torch.inference_mode():
-        fast = Tanh()(x)  # the sigmoid form
-    assert fast.dtype == dtype and fast.shape == x.shape
-    assert (fast - reference).abs().max() <= tolerance
-    assert fast[-3:].tolist() == [1.0, -1.0, 0.0] and bool(Tanh()(torch.tensor([math.nan], dtype=dtype)).isnan())
-    leaf = x[:-3].clone().requires_grad_()
-    traced = Tanh()(leaf)  # gradients flow: torch.tanh itself, bit for bit, with its own backward
-    assert torch.equal(traced.detach(), reference[:-3]) and traced.grad_fn.name() == "TanhBackward0"
-    (gradient,) = torch.autograd.grad(traced.sum(), leaf)
-    torch.testing.assert_close(gradient, 1 - reference[:-3] ** 2)
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-6), (torch.float64, 2e-15)])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_tanh_mlp_sigmoid_form_matches_torch_tanh(dtype, tolerance, depth):
+    torch.manual_seed(depth)
+    net = MLP(3, 2, hidden=16, depth=depth).to(dtype)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.7)  # saturating and linear regions alike
+    x = torch.cat([torch.randn(200, 3, dtype=dtype) * 4, torch.zeros(1, 3, dtype=dtype)])
+    plain = torch.nn.Sequential(*net)  # the same layers, always through nn.Tanh (torch.tanh)
+    traced = net(x)  # gradients recorded: torch.tanh itself, bit for bit, with its own backward
+    assert torch.equal(traced, plain(x)) and traced.requires_grad
+    with torch.no_grad():
+        fast = net(x)  # the sigmoid form
+        batched, one, reference = net(x.reshape(3, 67, 3)), net(x[5]), plain(x)
+        assert bool(net(torch.full((1, 3), math.nan, dtype=dtype)).isnan().all())
+    assert fast.dtype == dtype and fast.shape == (201, 2) and batched.shape == (3, 67, 2) and one.shape == (2,)
+    assert not torch.equal(fast, reference), "without gradients on the CPU the sigmoid form runs, not torch.tanh"
+    assert (fast - reference).abs().max() <= tolerance * reference.abs().max()
+    torch.testing.assert_close(batched.reshape(201, 2), fast, rtol=0, atol=tolerance)
+    torch.testing.assert_close(one, fast[5], rtol=0, atol=tolerance)
 
 
 def test_config_rebuilds_the_model():
