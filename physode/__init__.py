@@ -14,7 +14,7 @@ The public API, re-exported from one place:
 from .data import TrajectoryDataset
 from .collect import collect
 from .evaluate import Report, compare
-from .errors import FileFormatError, PhysodeError, SolverError, UnknownNameError
+from .errors import FileFormatError, PhysodeError, PhysodeWarning, SolverError, UnknownNameError
 from .checkpoint import load_model, save_checkpoint
 from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ODEBlock, ResNetStep
 from .simulate import METHODS, simulate
@@ -38,6 +38,7 @@ __all__ = [
     "NBody",
     "Pendulum",
     "PhysodeError",
+    "PhysodeWarning",
     "Report",
     "SolverError",
     "SpringMass",

@@ -11,6 +11,7 @@ import ast
 import os
 import sys
 import time
+import warnings
 
 import torch
 
@@ -19,7 +20,7 @@ from .collect import POLICIES, collect
 from .data import TrajectoryDataset
 from .devices import DEVICES
 from .distributed import World, process_group
-from .errors import PhysodeError
+from .errors import PhysodeError, PhysodeWarning
 from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
 from .job import PRESETS, redraw, run_compare
@@ -177,6 +178,20 @@ def _compare(args) -> None:
 
 def main(argv=None) -> int:
     """Run the CLI; returns the exit code (0, 2 for bad input, 130 when interrupted by Ctrl-C)."""
+    with warnings.catch_warnings():  # physode's own warnings: one line on stderr, like its errors
+        python_way = warnings.showwarning
+
+        def show(message, category, *where):
+            if issubclass(category, PhysodeWarning):
+                print(f"physode: warning: {message}".replace("\n", " "), file=sys.stderr)
+            else:
+                python_way(message, category, *where)
+
+        warnings.showwarning = show
+        return _run(argv)
+
+
+def _run(argv) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from .checks import affordable, as_float_tensor, positive_float, positive_int, time_grid
-from .errors import FileFormatError, PhysodeError
+from .errors import FileFormatError, PhysodeError, PhysodeWarning
 from .files import atomic_write
 from .simulate import simulate
 from .systems import System, system_from_spec
@@ -206,6 +207,19 @@ class TrajectoryDataset:
         if name not in SPLITS:
             raise PhysodeError(f"split name must be one of {', '.join(SPLITS)}, got {name!r}")
         return self.subset(self.split == SPLITS.index(name))
+
+    def part_or(self, name: str, fallback: str, purpose: str | None) -> TrajectoryDataset:
+        """The ``name`` trajectories; when there are none, the ``fallback`` ones (a split's name, or ``"all"``)
+        with a :class:`~physode.PhysodeWarning` that says what ``purpose`` then runs on (None: no warning)."""
+        counts = [int((self.split == i).sum()) for i in range(len(SPLITS))]
+        if name not in SPLITS or counts[SPLITS.index(name)]:
+            return self.part(name)
+        if purpose is not None:
+            counts = "/".join(map(str, counts))
+            warnings.warn(f"the dataset has no {name} trajectories (train/val/test: {counts}), so {purpose} uses "
+                          f"{'all' if fallback == 'all' else 'the ' + fallback} trajectories instead; generate more "
+                          f"trajectories or a larger {name} fraction", PhysodeWarning, stacklevel=3)
+        return self if fallback == "all" else self.part(fallback)
 
     @property
     def train(self) -> TrajectoryDataset:

@@ -22,6 +22,10 @@ class SolverError(PhysodeError):
     """An ODE solve that could not finish (step size underflow, non-finite state)."""
 
 
+class PhysodeWarning(UserWarning):
+    """Something the caller should know about a run that still goes on (e.g. a dataset with an empty split)."""
+
+
 def unknown_name(kind: str, name: object, valid) -> UnknownNameError:
     """Build the error for an unknown ``name`` of ``kind``, listing the ``valid`` choices."""
     choices = ", ".join(repr(v) for v in sorted(valid))

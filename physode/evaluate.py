@@ -113,7 +113,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
                             name=f"model {name!r}")
         if isinstance(model, DynamicsModel) and model.control_dim:
             raise PhysodeError(f"model {name!r} takes controls; compare scores uncontrolled rollouts only")
-    test = _test_split(dataset)
+    test = dataset.part_or("test", "all", "the evaluation")
     t_end = max(horizons) * dataset.t_train
     if reference == "system":
         spacing = float(dataset.times.diff(dim=1).mean())
@@ -171,7 +171,7 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
     """
     if reference not in REFERENCES:
         raise unknown_name("reference", reference, REFERENCES)
-    test = _test_split(dataset)
+    test = dataset.part_or("test", "all", None)  # compare itself warns when there is no test split
     if reference == "data":
         grid = test.times[0]
         if not bool((test.times == grid).all()):
@@ -187,10 +187,6 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
                            f"which end at t={data_end * dataset.t_train:g} ({data_end:g} x t_train); pass horizons up "
                            f"to {data_end:g}, or reference='system' to simulate the truth further")
     return horizons
-
-
-def _test_split(dataset: TrajectoryDataset) -> TrajectoryDataset:
-    return dataset.test if int((dataset.split == 2).sum()) else dataset
 
 
 def _box_grid(states: torch.Tensor, points: int, seed: int) -> torch.Tensor:

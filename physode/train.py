@@ -231,7 +231,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     _check_compatible(model, dataset)
     device = resolve_device(device)
     world = World.current(device)
-    train, val = dataset.train, dataset.val if int((dataset.split == 1).sum()) else dataset.train
+    train, val = dataset.train, dataset.part_or("val", "train", "validation (early stopping, the best model)")
     # resuming needs the folder of the run (its checkpoint): not made here, so a failed resume leaves nothing behind
     out = None if out_dir is None else Path(out_dir) if resume else make_folder(out_dir, "run folder")
     writer = out if world.main else None  # where this rank writes metrics and checkpoints

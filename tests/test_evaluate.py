@@ -86,6 +86,13 @@ def test_learned_models_are_scored_and_the_report_is_written(data, tmp_path):
     assert all(f"| {name} |" in markdown for name in saved["rows"])
 
 
+def test_without_a_test_split_the_evaluation_says_it_runs_on_every_trajectory(data):
+    everything = TrajectoryDataset(data.t, data.x, data.system_spec, t_train=data.t_train)  # all 20 in the train split
+    with pytest.warns(physode.PhysodeWarning, match=r"no test trajectories \(train/val/test: 20/0/0\).*all traj") as caught:
+        report = compare({"again": data.system}, everything, horizons=(1, 2))
+    assert len(caught) == 1 and set(report.rows["again"]["median_error"].values()) == {0.0}
+
+
 def test_bad_comparisons_are_refused(data):
     with pytest.raises(PhysodeError, match="not the dataset's"):
         compare({"m": physode.Pendulum()}, data, system=physode.Pendulum())

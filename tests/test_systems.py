@@ -48,6 +48,19 @@ def test_bad_parameters_name_the_parameter(name, params, word):
         make_system(name, **params)
 
 
+def test_numpy_numbers_are_parameters_stored_as_python_numbers():
+    made = [Pendulum(length=np.float32(2.0), rod=np.True_), SpringMass(mass=np.float16(0.5), n_masses=np.int64(2)),
+            NBody(n_bodies=np.int32(3), dim=np.int64(3), masses=np.array([1.0, 2.0, 0.5]), gravity=np.float32(2.0))]
+    plain = [Pendulum(length=2.0, rod=True), SpringMass(mass=0.5, n_masses=2), NBody(dim=3, masses=(1.0, 2.0, 0.5), gravity=2.0)]
+    for system, same in zip(made, plain, strict=True):
+        assert system == same and system_from_spec(json.loads(json.dumps(system.spec()))) == same
+        assert all(type(v) in (int, float, bool, tuple) for v in vars(system.params).values() if v is not None)
+    with pytest.raises(PhysodeError, match="masses"):
+        NBody(masses=np.ones((3, 1)))
+    with pytest.raises(PhysodeError, match="gravity"):
+        Pendulum(gravity=np.bool_(True))
+
+
 @pytest.mark.parametrize("system", SYSTEMS, ids=IDS)
 def test_spec_round_trips_through_json(system):
     spec = json.loads(json.dumps(system.spec()))

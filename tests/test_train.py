@@ -141,3 +141,15 @@ def test_cli_train_writes_a_run_and_refuses_bad_input(small_pendulum, tmp_path, 
     assert main(["train", "--data", str(data), "--model", "gru", "--out", str(out)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "does not exist" in err[0] and "invalid choice" in err[1]
+
+
+def test_without_a_val_split_training_says_it_validates_on_the_train_split(tmp_path, capsys):
+    tiny = TrajectoryDataset.generate(physode.Pendulum(), 4, t_end=1.0, dt=0.1, seed=5)  # 4/0/0 by the default fractions
+    assert [len(tiny.part(name)) for name in ("train",)] == [4] and int((tiny.split == 1).sum()) == 0
+    with pytest.warns(physode.PhysodeWarning, match=r"no val trajectories \(train/val/test: 4/0/0\).*the train traj"):
+        result = fit(build_model("node", tiny, hidden=8), tiny, TrainConfig(steps=2, batch_size=4, window=3, val_every=1))
+    assert result.steps == 2 and result.best_val_error > 0
+    data = tiny.save(tmp_path / "tiny.npz")
+    assert main(["train", "--data", str(data), "--model", "node", "--out", str(tmp_path / "run"), "--steps", "2", "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("physode: warning: the dataset has no val trajectories")

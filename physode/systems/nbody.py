@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import functools
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from ..checks import positive_int
 from ..errors import PhysodeError
-from .base import MechanicalSystem, check_parameter, rng
+from .base import MechanicalSystem, check_count, check_parameter, rng, store
 
 #: Relative size of the random perturbations of the initial ring (angles, radii, speeds).
 JITTER = 0.05
@@ -52,21 +53,19 @@ class NBodyParams:
     softening: float = 0.0
 
     def __post_init__(self):
-        if isinstance(self.n_bodies, bool) or not isinstance(self.n_bodies, int) or self.n_bodies < 2:
-            raise PhysodeError(f"parameter n_bodies must be a whole number >= 2, got {self.n_bodies!r}")
-        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim not in (2, 3):
+        store(self, "n_bodies", check_count("n_bodies", self.n_bodies, 2))
+        if isinstance(self.dim, (bool, np.bool_)) or not isinstance(self.dim, numbers.Integral) or self.dim not in (2, 3):
             raise PhysodeError(f"parameter dim must be 2 or 3, got {self.dim!r}")
+        store(self, "dim", int(self.dim))
         if self.masses is not None:
-            masses = tuple(self.masses) if isinstance(self.masses, (list, tuple)) else None
-            if masses is None or len(masses) != self.n_bodies:
+            listed = isinstance(self.masses, (list, tuple)) or (isinstance(self.masses, np.ndarray) and self.masses.ndim == 1)
+            if not listed or len(self.masses) != self.n_bodies:
                 raise PhysodeError(
                     f"parameter masses must list one mass per body ({self.n_bodies}), got {self.masses!r}"
                 )
-            for i, m in enumerate(masses):
-                check_parameter(f"masses[{i}]", m)
-            object.__setattr__(self, "masses", masses)
-        check_parameter("gravity", self.gravity)
-        check_parameter("softening", self.softening, allow_zero=True)
+            store(self, "masses", tuple(check_parameter(f"masses[{i}]", m) for i, m in enumerate(self.masses)))
+        store(self, "gravity", check_parameter("gravity", self.gravity))
+        store(self, "softening", check_parameter("softening", self.softening, allow_zero=True))
 
 
 class NBody(MechanicalSystem):

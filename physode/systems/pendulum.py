@@ -10,7 +10,7 @@ import torch
 
 from ..checks import positive_int
 from ..errors import PhysodeError
-from .base import MechanicalSystem, check_parameter, rng
+from .base import MechanicalSystem, check_parameter, rng, store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,10 +25,11 @@ class PendulumParams:
 
     def __post_init__(self):
         for name in ("gravity", "length", "mass"):
-            check_parameter(name, getattr(self, name))
-        check_parameter("damping", self.damping, allow_zero=True)
-        if not isinstance(self.rod, bool):
+            store(self, name, check_parameter(name, getattr(self, name)))
+        store(self, "damping", check_parameter("damping", self.damping, allow_zero=True))
+        if not isinstance(self.rod, (bool, np.bool_)):
             raise PhysodeError(f"parameter rod must be True (a uniform rod) or False (a point mass), got {self.rod!r}")
+        store(self, "rod", bool(self.rod))
 
     @property
     def inertia(self) -> float:

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from ..checks import positive_int
-from ..errors import PhysodeError
-from .base import MechanicalSystem, check_parameter, rng
+from .base import MechanicalSystem, check_count, check_parameter, rng, store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,11 +22,10 @@ class SpringMassParams:
     n_masses: int = 1
 
     def __post_init__(self):
-        check_parameter("stiffness", self.stiffness)
-        check_parameter("mass", self.mass)
-        check_parameter("damping", self.damping, allow_zero=True)
-        if isinstance(self.n_masses, bool) or not isinstance(self.n_masses, int) or self.n_masses < 1:
-            raise PhysodeError(f"parameter n_masses must be a whole number >= 1, got {self.n_masses!r}")
+        store(self, "stiffness", check_parameter("stiffness", self.stiffness))
+        store(self, "mass", check_parameter("mass", self.mass))
+        store(self, "damping", check_parameter("damping", self.damping, allow_zero=True))
+        store(self, "n_masses", check_count("n_masses", self.n_masses, 1))
 
 
 class SpringMass(MechanicalSystem):
