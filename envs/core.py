@@ -145,10 +145,11 @@ class PhysodeEnv(gym.Env):
         return clipped.to(self.device)  # clamp made a copy: the caller's array is never written
 
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
-        """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64)."""
+        """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64); NaN rows
+        where the step cannot be computed (see :func:`_solved_rows`)."""
         if learned and self.dynamics is not None:
             with torch.inference_mode():
-                x_next = self._learned_step(x, u)
+                x_next = _solved_rows(self._learned_step, x, u)
             return x_next.clone()  # a copy made outside inference mode is an ordinary tensor
         if self.integrator == "semi_implicit_euler":
             p = self.system.position_dim
@@ -157,48 +158,43 @@ class PhysodeEnv(gym.Env):
             if self.max_speed is not None:
                 v = v.clamp(-self.max_speed, self.max_speed)
             return torch.cat([q.add(v, alpha=self.dt), v], dim=1)
-        x_next = simulate(self.system, x, self._step_times, u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
-                          step_size=self.step_size, device=self.device)[:, 1]
+        x_next = _solved_rows(self._simulated_step, x, u)
         if self.max_speed is not None:
             p = self.system.position_dim
             x_next = torch.cat([x_next[:, :p], x_next[:, p:].clamp(-self.max_speed, self.max_speed)], dim=1)
         return x_next
 
     def _learned_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """The learned model's states ``dt`` after ``x: (N, D)`` in float64; NaN rows where its solve fails.
+        """The learned model's states ``dt`` after ``x: (N, D)``, in float64."""
+        return self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1].to(torch.float64)
 
-        One diverging row fails a batched solve as a whole (SolverError: non-finite states, or an adaptive
-        solver giving up), so the batch is halved until the failing rows are found (a few solves for a few
-        such rows); they come back NaN, and :meth:`transition` ends their episodes as diverged.
-        """
-        try:
-            return self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1].to(torch.float64)
-        except SolverError:
-            if x.shape[0] == 1:
-                return torch.full_like(x, float("nan"))
-            half = x.shape[0] // 2
-            return torch.cat([self._learned_step(x[:half], u[:half]), self._learned_step(x[half:], u[half:])])
+    def _simulated_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The true system's states ``dt`` after ``x: (N, D)`` by :func:`physode.simulate` with the env's integrator."""
+        return simulate(self.system, x, self._step_times, u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
+                        step_size=self.step_size, device=self.device)[:, 1]
 
     def transition(self, x, true, u):
-        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,) | None)``.
+        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,))``.
 
         The states stay tensors on the device; reward, terminated and diverged come back as fresh numpy
-        arrays on the host. A learned model whose prediction is not finite (or whose solve fails) ends its episode (``diverged``)
-        and keeps its last finite state, so every observation stays a number; the true dynamics never go
-        non-finite (simulate raises SolverError), so for them ``diverged`` is None.
+        arrays on the host. A sub-env whose step cannot be computed ends its episode (``diverged``) and keeps
+        its last finite state, so every observation stays a number: a learned model's prediction that is
+        not finite or whose solve fails, a true system's solve that fails (an n-body close encounter beyond
+        an adaptive solver's ``max_steps``, say), or a non-finite true state (a collision under
+        semi-implicit Euler). With a reference, either side failing ends the episode.
         """
         x_next = self.advance(x, u)
-        diverged = None
-        if self.dynamics is not None:
-            bad = ~torch.isfinite(x_next).all(dim=1)
-            diverged = bad.cpu().numpy()
-            if diverged.any():
-                x_next = torch.where(bad[:, None], x, x_next)
         true_next = None if true is None else self.advance(true, u, learned=False)
+        diverged = np.zeros(x.shape[0], dtype=bool)
+        if not (bool(torch.isfinite(x_next).all()) and (true_next is None or bool(torch.isfinite(true_next).all()))):
+            bad = ~torch.isfinite(x_next).all(dim=1)
+            if true_next is not None:
+                bad |= ~torch.isfinite(true_next).all(dim=1)
+                true_next = torch.where(bad[:, None], true, true_next)
+            x_next = torch.where(bad[:, None], x, x_next)
+            diverged = bad.cpu().numpy()
         ends = self.terminal(x_next)
-        terminated = np.zeros(x.shape[0], dtype=bool) if ends is None else ends.cpu().numpy()
-        if diverged is not None:
-            terminated = terminated | diverged
+        terminated = diverged.copy() if ends is None else ends.cpu().numpy() | diverged
         return x_next, true_next, self.reward(x, u, x_next).cpu().numpy(), terminated, diverged
 
     def reference_info(self, x: torch.Tensor, true: torch.Tensor | None) -> dict:
@@ -235,7 +231,7 @@ class PhysodeEnv(gym.Env):
         self._state, self._true = x, true
         self._trail = (self._trail + [x[0]])[-200:]
         info = {key: value[0] for key, value in self.reference_info(x, true).items()}
-        if diverged is not None and diverged[0]:
+        if diverged[0]:
             info["diverged"] = True
         return self.observe(x)[0], float(reward[0]), bool(terminated[0]), False, info
 
@@ -338,17 +334,32 @@ class PhysodeVectorEnv(VectorEnv):
         if index.size:  # and this step returns the starts themselves, with reward 0 (the action is ignored)
             x, true = _rows_set(x, rows, starts), None if true is None else _rows_set(true, rows, starts)
             reward[index], terminated[index], truncated[index], self._elapsed[index] = 0.0, False, False, 0
-            if diverged is not None:
-                diverged[index] = False
+            diverged[index] = False
         self._state, self._true = x, true
         self._needs_reset = terminated | truncated
         info = self.env.reference_info(x, true)
-        if diverged is not None and diverged.any():
+        if diverged.any():
             info["diverged"] = diverged
         return self.env.observe(x), reward, terminated, truncated, info
 
     def close_extras(self, **kwargs):
         self.env.close()
+
+
+def _solved_rows(step, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``step(x, u)`` for a batch ``x: (N, D)``, with NaN rows where it cannot be computed.
+
+    One failing row fails a batched solve as a whole (SolverError: non-finite states, or an adaptive
+    solver giving up), so the batch is halved until the failing rows are found (a few solves for a few
+    such rows); they come back NaN, and :meth:`PhysodeEnv.transition` ends their episodes as diverged.
+    """
+    try:
+        return step(x, u)
+    except SolverError:
+        if x.shape[0] == 1:
+            return torch.full_like(x, float("nan"))
+        half = x.shape[0] // 2
+        return torch.cat([_solved_rows(step, x[:half], u[:half]), _solved_rows(step, x[half:], u[half:])])
 
 
 def _rows_set(x: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

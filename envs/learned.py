@@ -27,7 +27,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
     With ``reference=True`` the true system is stepped alongside from the same start with the same
     actions (open loop: the learned state is never corrected), and ``info`` carries ``true_state`` and
     ``prediction_error = ||x_hat - x|| / ||x||``, so the drift of the learned model can be watched step by
-    step. A prediction that is not finite ends the episode with ``info["diverged"] = True``.
+    step. A prediction that is not finite, or whose solve fails, ends the episode with
+    ``info["diverged"] = True`` (and so does a reference whose solve fails).
 
     ## Arguments
     ``gym.make("physode/Learned-v0", checkpoint=PATH_OR_MODEL, reference=False, dt=None, solver=None,

@@ -180,7 +180,9 @@ class NBodyEnv(PhysodeEnv):
 
     ## Episode End
     Terminates when a body is farther than ``escape_radius`` from the centre of mass; truncated after
-    400 steps (``max_episode_steps``).
+    400 steps (``max_episode_steps``). Also terminates, with ``info["diverged"]`` and the last state kept,
+    when a step cannot be computed: a head-on encounter where an adaptive integrator's step size
+    underflows, or bodies that coincide under semi-implicit Euler (use ``softening > 0`` to avoid both).
 
     ## Arguments
     ``gym.make("physode/NBody-v0", dt=0.05, integrator="rk4", step_size=None, max_acceleration=0.1,

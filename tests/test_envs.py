@@ -242,6 +242,33 @@ def test_a_model_that_blows_up_in_some_envs_ends_only_their_episodes(solver):
     assert model.nfe_total - before == model.nfe_forward  # one solve: the diverged states were not stepped again
 
 
+@pytest.mark.parametrize("integrator", ["dopri5", "semi_implicit_euler"])
+def test_a_true_system_that_fails_in_some_envs_ends_only_their_episodes(integrator):
+    """A head-on n-body collision: dopri5's step size underflows (SolverError for the whole batched solve);
+    bodies that coincide exactly give semi-implicit Euler infinite accelerations. Either way that sub-env
+    ends as diverged with its last state, and the others step exactly as single envs do."""
+    n, kwargs = 5, {"integrator": integrator, "dt": 0.05}
+    collide = [-0.01, 0, 0.01, 0, 5, 5, 1, 0, -1, 0, 0, 0] if integrator == "dopri5" else [0, 0, 0, 0, 5, 5, 0, 0, 0, 0, 0, 0]
+    vec = gym.make_vec("physode/NBody-v0", num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    vec.reset(seed=0)
+    starts = vec._state.numpy().copy()
+    starts[3] = collide
+    vec.reset(options={"states": starts})
+    action = np.zeros((n, 6), dtype=np.float32)
+    obs, reward, terminated, _, info = vec.step(action)
+    assert terminated.tolist() == info["diverged"].tolist() == [k == 3 for k in range(n)]
+    assert np.isfinite(obs).all() and np.isfinite(reward).all()
+    np.testing.assert_array_equal(vec._state[3].numpy(), starts[3])
+    for k in (0, 4):
+        single = gym.make("physode/NBody-v0", **kwargs)
+        single.reset(options={"state": starts[k]})
+        alone, alone_reward, alone_terminated, _, alone_info = single.step(action[k])
+        assert np.array_equal(alone, obs[k]) and alone_reward == reward[k] and "diverged" not in alone_info
+    single.reset(options={"state": starts[3]})
+    alone, _, alone_terminated, _, alone_info = single.step(action[3])
+    assert alone_terminated and alone_info["diverged"] and np.array_equal(alone, obs[3])
+
+
 def test_nbody_terminates_when_a_body_escapes():
     env = gym.make("physode/NBody-v0").unwrapped
     x = env.system.sample_initial_states(1, seed=0)[0].numpy()
