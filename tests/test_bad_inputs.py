@@ -58,6 +58,7 @@ CASES = {
     "zero dt": (lambda: TrajectoryDataset.generate(Pendulum(), 4, 1.0, 0.0), "dt must be"),
     "system by name": (lambda: TrajectoryDataset.generate("pendulum", 4, 1.0, 0.1), "physode System"),
     "absurd size": (lambda: TrajectoryDataset.generate(Pendulum(), 10**12, 10.0, 0.1), "GiB"),
+    "absurd sample": (lambda: NBody().sample_initial_states(10**12), "sample_initial_states.*GiB"),
     "dataset x shape": (lambda: TrajectoryDataset(T, torch.zeros(2, 11, 3), Pendulum().spec()), r"\(N, T, 2\)"),
     "dataset t mismatch": (lambda: TrajectoryDataset(T, torch.zeros(2, 5, 2), Pendulum().spec()), "t has 11 times"),
     "dataset bad split": (lambda: TrajectoryDataset(T, torch.zeros(2, 11, 2), Pendulum().spec(), split=[0, 5]), "split"),

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..checks import positive_int
+from ..checks import affordable, positive_int
 from ..errors import PhysodeError
 
 
@@ -77,6 +77,12 @@ class System:
     def sample_initial_states(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` initial states ``(n, D)`` in float64, drawn reproducibly from ``seed``."""
         raise NotImplementedError
+
+    def _sample_count(self, n) -> int:
+        """The ``n`` of :meth:`sample_initial_states`, checked: a whole number >= 1 whose states fit in memory."""
+        n = positive_int(n, "n")
+        affordable(4.0 * n * self.state_dim * 8, f"sample_initial_states({n})")  # float64, with room for temporaries
+        return n
 
     def rollout(self, x0, t, u=None) -> torch.Tensor:
         """The true trajectories ``(N, T, D)`` from ``x0: (N, D)`` on ``t: (T,) | (N, T)``.

@@ -10,7 +10,6 @@ import functools
 import numpy as np
 import torch
 
-from ..checks import positive_int
 from ..errors import PhysodeError
 from .base import MechanicalSystem, check_count, check_parameter, rng, store
 
@@ -227,7 +226,7 @@ class NBody(MechanicalSystem):
         return (m.unsqueeze(-1) * torch.linalg.cross(q, v, dim=-1)).sum(-2)
 
     def sample_initial_states(self, n, seed=0):
-        n = positive_int(n, "n")
+        n = self._sample_count(n)
         gen = rng(seed)
         if self.params.n_bodies <= RING_MAX_BODIES:
             return self._ring_states(n, gen)

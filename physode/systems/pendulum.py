@@ -8,7 +8,6 @@ import math
 import numpy as np
 import torch
 
-from ..checks import positive_int
 from ..errors import PhysodeError
 from .base import MechanicalSystem, check_parameter, rng, store
 
@@ -85,7 +84,7 @@ class Pendulum(MechanicalSystem):
         return p.inertia * omega**2 / 2 + p.mass * p.gravity * p.arm * (1 - torch.cos(theta))
 
     def sample_initial_states(self, n, seed=0):
-        n = positive_int(n, "n")
+        n = self._sample_count(n)
         p, gen = self.params, rng(seed)
         omega_scale = math.sqrt(p.mass * p.gravity * p.arm / p.inertia)
         limit = 0.9 * 2 * p.mass * p.gravity * p.arm

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import torch
 
-from ..checks import positive_int
 from .base import MechanicalSystem, check_count, check_parameter, rng, store
 
 
@@ -84,7 +83,7 @@ class SpringMass(MechanicalSystem):
         return p.mass * (v**2).sum(-1) / 2 + p.stiffness * (self._stretches(q) ** 2).sum(-1) / 2
 
     def sample_initial_states(self, n, seed=0):
-        n = positive_int(n, "n")
+        n = self._sample_count(n)
         p, gen = self.params, rng(seed)
         q = gen.uniform(-1.0, 1.0, (n, p.n_masses))
         v = gen.uniform(-1.0, 1.0, (n, p.n_masses)) * math.sqrt(p.stiffness / p.mass)
