@@ -46,6 +46,9 @@ from .systems import System
 
 HORIZONS = (1.0, 2.0, 4.0)
 REFERENCES = ("system", "data")
+#: The most output times per trajectory of a simulated reference: more than any error curve needs, and a slip
+#: such as horizons (1, 1e6) would otherwise run for hours before saying anything.
+MAX_EVALUATION_TIMES = 100_000
 
 
 class Report:
@@ -116,8 +119,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     test = dataset.part_or("test", "all", "the evaluation")
     t_end = max(horizons) * dataset.t_train
     if reference == "system":
-        spacing = float(dataset.times.diff(dim=1).mean())
-        n_times = round(t_end / spacing) + 1
+        n_times = _evaluation_times(dataset, t_end)
         affordable(8.0 * (len(models) + 1) * len(test) * n_times * dataset.state_dim, "the evaluation grid (horizons)")
         times = torch.linspace(0.0, t_end, n_times, dtype=torch.float64)
         x0 = test.x_clean[:, 0]
@@ -186,7 +188,16 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
         raise PhysodeError(f"horizons {list(horizons)} reach t={max(horizons) * dataset.t_train:g}, beyond the data, "
                            f"which end at t={data_end * dataset.t_train:g} ({data_end:g} x t_train); pass horizons up "
                            f"to {data_end:g}, or reference='system' to simulate the truth further")
+    if reference == "system" and (n_times := _evaluation_times(dataset, max(horizons) * dataset.t_train)) > MAX_EVALUATION_TIMES:
+        raise PhysodeError(f"horizons {list(horizons)} reach t={max(horizons) * dataset.t_train:g}: {n_times:,} output times "
+                           f"at the data's spacing, more than {MAX_EVALUATION_TIMES:,}; pass smaller horizons "
+                           f"(multiples of t_train = {dataset.t_train:g})")
     return horizons
+
+
+def _evaluation_times(dataset: TrajectoryDataset, t_end: float) -> int:
+    """Output times of a simulated reference on ``[0, t_end]``, at the data's mean spacing."""
+    return round(t_end / float(dataset.times.diff(dim=1).mean())) + 1
 
 
 def _box_grid(states: torch.Tensor, points: int, seed: int) -> torch.Tensor:

@@ -176,6 +176,7 @@ CLI_CASES = {
     "negative step size": ["simulate", "pendulum", "--n", "4", "--step-size", "-5", "-o", "{root}/new.npz"],
     "output named as a folder": ["simulate", "pendulum", "--n", "4", "-o", "{root}/new-folder/"],
     "resume into a new folder": ["train", "--data", "{root}/good.npz", "--out", "{root}/fresh-run", "--resume"],
+    "compare absurd horizons": ["compare", "pendulum", "--preset", "smoke", "--horizons", "1", "1e6", "--out", "{root}/new-run"],
     "compare without models": ["compare", "pendulum", "--preset", "smoke", "--models", ",", "--out", "{root}/new-run"],
     "collect negative seed": ["collect", "--env", "Pendulum-v1", "--episodes", "1", "--seed", "-1", "-o", "{root}/new.npz"],
     "collect missing module": ["collect", "--env", "nomodule:Bar-v0", "--episodes", "1", "-o", "{root}/new.npz"],
