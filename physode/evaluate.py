@@ -38,7 +38,7 @@ from .checkpoint import refuse_other_system
 from .checks import affordable, positive_float
 from .data import TrajectoryDataset
 from .devices import resolve_device
-from .errors import PhysodeError, unknown_name
+from .errors import PhysodeError, SolverError, unknown_name
 from .files import atomic_write
 from .models import DynamicsModel
 from .simulate import simulate
@@ -119,9 +119,8 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     test = dataset.part_or("test", "all", "the evaluation")
     t_end = max(horizons) * dataset.t_train
     if reference == "system":
-        n_times = _evaluation_times(dataset, t_end)
-        affordable(8.0 * (len(models) + 1) * len(test) * n_times * dataset.state_dim, "the evaluation grid (horizons)")
-        times = torch.linspace(0.0, t_end, n_times, dtype=torch.float64)
+        times = _evaluation_grid(dataset, horizons)
+        affordable(8.0 * (len(models) + 1) * len(test) * len(times) * dataset.state_dim, "the evaluation grid (horizons)")
         x0 = test.x_clean[:, 0]
         truth = simulate(system, x0, times, device=device).cpu()
     else:  # the test trajectories themselves, cut at the largest horizon
@@ -137,8 +136,12 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         if isinstance(model, torch.nn.Module):
             model.to(device)
         start = time.perf_counter()
-        with torch.no_grad():
-            pred = model.rollout(x0_device, times_device).double().cpu()
+        try:
+            with torch.no_grad():
+                pred = model.rollout(x0_device, times_device).double().cpu()
+        except SolverError as exc:
+            raise SolverError(f"the rollout of {name!r} to t={t_end:g} failed, so nothing was scored: {exc}. A learned "
+                              "model that blows up this far out: compare it to smaller horizons, or leave it out") from None
         seconds = time.perf_counter() - start
         trajectories[name] = pred
         err = ((pred - truth).norm(dim=-1) / truth.norm(dim=-1).clamp_min(1e-12)).numpy()  # (N, T)
@@ -175,19 +178,29 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
         raise unknown_name("reference", reference, REFERENCES)
     test = dataset.part_or("test", "all", None)  # compare itself warns when there is no test split
     if reference == "data":
+        if dataset.u is not None:
+            raise PhysodeError("reference='data' compares uncontrolled rollouts with the recorded trajectories, and this "
+                               "dataset was recorded with controls; use reference='system' (the truth is then "
+                               "simulated without controls)")
         grid = test.times[0]
         if not bool((test.times == grid).all()):
             raise PhysodeError("reference='data' needs one time grid shared by every test trajectory, and this "
                                "dataset has irregular grids; use reference='system' (the truth is then simulated)")
         data_end = float(grid[-1]) / dataset.t_train
         horizons = (1.0, data_end) if horizons is None else horizons
-    horizons = tuple(positive_float(h, "horizons[i]") for h in (HORIZONS if horizons is None else horizons))
+    horizons = tuple(sorted({positive_float(h, "horizons[i]") for h in (HORIZONS if horizons is None else horizons)}))
     if not horizons:
         raise PhysodeError("horizons is empty; pass multiples of t_train such as (1, 2, 4)")
     if reference == "data" and max(horizons) > data_end * (1 + 1e-9):
         raise PhysodeError(f"horizons {list(horizons)} reach t={max(horizons) * dataset.t_train:g}, beyond the data, "
                            f"which end at t={data_end * dataset.t_train:g} ({data_end:g} x t_train); pass horizons up "
                            f"to {data_end:g}, or reference='system' to simulate the truth further")
+    if reference == "data":
+        off = [h for h in horizons if float((grid - h * dataset.t_train).abs().min()) > 1e-9 * max(1.0, h * dataset.t_train)]
+        if off:
+            raise PhysodeError(f"horizons {off} fall between the data's times (t_train = {dataset.t_train:g}, times "
+                               f"{float(grid[1] - grid[0]):g} apart); against the data pass horizons whose times are on "
+                               "its grid, or reference='system'")
     if reference == "system" and (n_times := _evaluation_times(dataset, max(horizons) * dataset.t_train)) > MAX_EVALUATION_TIMES:
         raise PhysodeError(f"horizons {list(horizons)} reach t={max(horizons) * dataset.t_train:g}: {n_times:,} output times "
                            f"at the data's spacing, more than {MAX_EVALUATION_TIMES:,}; pass smaller horizons "
@@ -196,8 +209,18 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
 
 
 def _evaluation_times(dataset: TrajectoryDataset, t_end: float) -> int:
-    """Output times of a simulated reference on ``[0, t_end]``, at the data's mean spacing."""
+    """About how many output times a simulated reference has on ``[0, t_end]`` (see :func:`_evaluation_grid`)."""
     return round(t_end / float(dataset.times.diff(dim=1).mean())) + 1
+
+
+def _evaluation_grid(dataset: TrajectoryDataset, horizons) -> torch.Tensor:
+    """The simulated reference's output times: ``0, s, 2s, ...`` at the data's mean spacing ``s``, and every
+    horizon's time exactly (errors at a horizon are read at that time, whatever the spacing)."""
+    spacing = float(dataset.times.diff(dim=1).mean())
+    marks = torch.tensor([h * dataset.t_train for h in horizons], dtype=torch.float64)
+    regular = torch.arange(0.0, float(marks[-1]), spacing, dtype=torch.float64)
+    regular = regular[(regular[:, None] - marks[None]).abs().min(1).values > 1e-6 * spacing]  # no near-duplicates
+    return torch.cat([regular, marks]).sort().values
 
 
 def _box_grid(states: torch.Tensor, points: int, seed: int) -> torch.Tensor:

@@ -131,3 +131,43 @@ def test_horizons_beyond_the_data_are_refused_against_the_data(data, tmp_path):
         compare({"m": data.system}, data, horizons=())
     with pytest.raises(PhysodeError, match=r"reach t=10000: 100,001 output times .* more than 100,000; pass smaller"):
         compare({"m": data.system}, data, horizons=(1, 1e4))  # dt = 0.1: one time too many (it would run for long)
+
+
+def test_horizons_are_read_at_their_own_times_in_order(data):
+    """A horizon off the data's spacing is a time of the reference grid itself (it was read at the nearest point
+    of a stretched grid), horizons given out of order are sorted, and a horizon shorter than one step works."""
+    offset = torch.tensor([0.05, -0.02], dtype=torch.float64)
+    model = Biased(data.system, offset, torch.zeros(2, dtype=torch.float64))
+    report = compare({"biased": model}, data, horizons=(2.03, 1, 0.05))
+    assert report.meta["horizons"] == [0.05, 1.0, 2.03] and report.times[-1] == 2.03 * data.t_train
+    assert report.times[:3].tolist() == [0.0, 0.05, 0.1] and np.allclose(np.diff(report.times[2:12]), 0.1) and {0.05, 1.0}.issubset(set(report.times.tolist()))
+    truth = simulate(data.system, data.test.x_clean[:, 0], torch.tensor([0.0, data.t_train, 2.03 * data.t_train]))
+    for h, i in (("1.0", 1), ("2.03", 2)):
+        expected = np.median((offset.norm() / truth[:, i].norm(dim=-1)).numpy())
+        assert report.rows["biased"]["median_error"][h] == pytest.approx(expected, rel=1e-7)  # the truth at tolerance
+    assert list(report.rows["biased"]["median_error"]) == ["0.05", "1.0", "2.03"]
+    assert report.to_markdown().splitlines()[0].count("median err") == 3
+
+
+def test_data_reference_refuses_controlled_data_and_horizons_between_its_times():
+    controlled = TrajectoryDataset.generate(physode.Pendulum(), 10, t_end=2.0, dt=0.1, seed=4, controls="random")
+    with pytest.raises(PhysodeError, match="recorded with controls; use reference='system'"):
+        compare({"m": controlled.system}, controlled, reference="data")
+    plain = TrajectoryDataset.generate(physode.Pendulum(), 10, t_end=2.0, dt=0.1, seed=4)
+    with pytest.raises(PhysodeError, match=r"horizons \[1.03\] fall between the data's times"):
+        compare({"m": plain.system}, plain, reference="data", horizons=(1, 1.03))
+
+
+class _Squared(physode.models.ContinuousModel):
+    """dx/dt = x^2: blows up in finite time from any positive state."""
+
+    def __init__(self):
+        super().__init__(2, 0, dtype="float64")
+
+    def flow(self, t, z, u):
+        return z * z
+
+
+def test_a_model_that_blows_up_is_named(data):
+    with pytest.raises(physode.SolverError, match=r"the rollout of 'blowup' to t=4 failed.*smaller horizons, or leave"):
+        compare({"fine": data.system, "blowup": _Squared()}, data)
