@@ -237,9 +237,9 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     writer = out if world.main else None  # where this rank writes metrics and checkpoints
 
     model.to(device)
-    flat = train.x.reshape(-1, dataset.state_dim)
+    seen = train.x[train.train_time_mask]  # (M, D): the training trajectories up to t_train, as in the windows
     if not resume:
-        model.set_normalization(flat.mean(0), flat.std(0).clamp_min(1e-6))
+        model.set_normalization(seen.mean(0), seen.std(0).clamp_min(1e-6))
     windows = _Windows(train, model.torch_dtype, config.seed, device, world)
     solver = _training_solver(model, dataset, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -247,7 +247,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
     )
     state = {"step": 0, "best": math.inf, "best_weights": copy.deepcopy(model.state_dict()), "since_best": 0,
-             "history": [], "seconds": 0.0, "failures": 0,
+             "history": [], "seconds": 0.0, "failures": 0, "lr_factor": 1.0, "stopped": "steps", "loss": math.nan,
              "good": (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))}
     if resume:
         state = _resume(out, model, optimizer, schedule, windows, dataset.system_spec, config)
@@ -274,12 +274,13 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         share = min(1.0, step / grow)
         return round(config.window_start + share * (config.window - config.window_start))
 
-    stopped = "steps"
+    # a run that ended by early stopping stays ended when resumed (its final files may not have been written)
+    stopped = "early_stopping" if state["stopped"] == "early_stopping" else "steps"
     start_time = time.perf_counter() - state["seconds"]
     bar = tqdm(total=config.steps, initial=state["step"], desc="train", disable=not (progress and world.main))
     model.train()
     with _SigintFlag() as sigint:
-        while state["step"] < config.steps:
+        while stopped == "steps" and state["step"] < config.steps:
             late = config.time_limit is not None and time.perf_counter() - start_time > config.time_limit
             interrupted, late = world.any(sigint.raised, late)  # every rank stops at the same step
             if interrupted or late:
@@ -287,12 +288,14 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
                 break
             stopped = _train_step(model, loss, config, windows, solver, optimizer, schedule, state, window_length,
                                   validate, writer, start_time, bar)
-            if stopped != "steps":
-                break
-            if writer is not None and state["step"] % config.checkpoint_every == 0:
+            if stopped == "steps" and writer is not None and state["step"] % config.checkpoint_every == 0:
                 state["seconds"] = time.perf_counter() - start_time
                 _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
+    if stopped == "time_limit" and state["step"] and not any(r.get("step") == state["step"] for r in _validations(state)):
+        # the steps since the last validation count too (before the first validation: they are all there is)
+        _validation(model, optimizer, config, state, validate, writer, start_time, bar)
     bar.close()
+    state["stopped"] = stopped
     if writer is not None:  # the current weights, so that a resume continues exactly here
         state["seconds"] = time.perf_counter() - start_time
         _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
@@ -360,32 +363,47 @@ def _train_step(model, loss_module, config, windows, solver, optimizer, schedule
             ) from None
         model.load_state_dict(state["good"][0])
         optimizer.load_state_dict(state["good"][1])
-        for group in optimizer.param_groups:
-            group["lr"] *= 0.5
+        state["lr_factor"] *= 0.5  # kept for the rest of the run: each failure halves it once more
+        _scale_learning_rate(optimizer, schedule, state["lr_factor"])
         _log(out, state, {"step": step, "event": "rollback", "cause": str(exc), "lr": optimizer.param_groups[0]["lr"]})
         return "steps"
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     schedule.step()
-    state["failures"] = 0
-    state["step"] = step + 1
+    _scale_learning_rate(optimizer, schedule, state["lr_factor"])
+    state.update(failures=0, step=step + 1, loss=loss.item(), window=window)
     bar.update(1)
     if state["step"] % config.val_every == 0 or state["step"] == config.steps:
-        state["good"] = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
-        nfe = (getattr(model, "nfe_forward", 0), getattr(model, "nfe_backward", 0))  # of this training step
-        val_error = validate()
-        record = {"step": state["step"], "loss": loss.item(), "val_error": val_error, "window": window,
-                  "lr": optimizer.param_groups[0]["lr"], "nfe_forward": nfe[0], "nfe_backward": nfe[1],
-                  "seconds": round(time.perf_counter() - start_time, 3)}
-        _log(out, state, record)
-        bar.set_postfix(loss=f"{record['loss']:.2e}", val=f"{val_error:.3g}", nfe=record["nfe_forward"])
-        if val_error < state["best"]:
-            state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()), since_best=0)
-        elif state["step"] > config.curriculum * config.steps:
-            state["since_best"] += 1
-            if state["since_best"] >= config.patience:
-                return "early_stopping"
+        return _validation(model, optimizer, config, state, validate, out, start_time, bar)
     return "steps"
+
+
+def _validation(model, optimizer, config, state, validate, out, start_time, bar) -> str:
+    """Validate the current weights after step ``state["step"]``: log it, keep the best, count patience.
+
+    Returns ``"early_stopping"`` when patience has run out, else ``"steps"``.
+    """
+    state["good"] = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+    nfe = (getattr(model, "nfe_forward", 0), getattr(model, "nfe_backward", 0))  # of the last training step
+    val_error = validate()
+    record = {"step": state["step"], "loss": state["loss"], "val_error": val_error, "window": state["window"],
+              "lr": optimizer.param_groups[0]["lr"], "nfe_forward": nfe[0], "nfe_backward": nfe[1],
+              "seconds": round(time.perf_counter() - start_time, 3)}
+    _log(out, state, record)
+    bar.set_postfix(loss=f"{record['loss']:.2e}", val=f"{val_error:.3g}", nfe=record["nfe_forward"])
+    if val_error < state["best"]:
+        state.update(best=val_error, best_weights=copy.deepcopy(model.state_dict()), since_best=0)
+    elif state["step"] > config.curriculum * config.steps:
+        state["since_best"] += 1
+        if state["since_best"] >= config.patience:
+            return "early_stopping"
+    return "steps"
+
+
+def _scale_learning_rate(optimizer, schedule, factor: float) -> None:
+    """Set the learning rate to the schedule's own (cosine decay) times ``factor`` (halved by each rollback)."""
+    for group, scheduled in zip(optimizer.param_groups, schedule.get_last_lr(), strict=True):
+        group["lr"] = scheduled * factor
 
 
 class _SigintFlag:
@@ -487,6 +505,8 @@ def _save_state(out, model, dataset, optimizer, schedule, windows, state, config
         trainer={"step": state["step"], "best": state["best"], "since_best": state["since_best"],
                  "seconds": state["seconds"], "history": state["history"], "best_weights": state["best_weights"],
                  "failures": state["failures"], "good_model": state["good"][0], "good_optimizer": state["good"][1],
+                 "lr_factor": state["lr_factor"], "stopped": state["stopped"], "loss": state["loss"],
+                 "window": state.get("window"),
                  "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "generator": windows.generator.get_state(), "config": _resumable(config)},
     )
@@ -524,4 +544,5 @@ def _resume(out, model, optimizer, schedule, windows, dataset_spec, config):
     good = (trainer.get("good_model", payload["model"]["state_dict"]), trainer.get("good_optimizer", trainer["optimizer"]))
     return {"step": trainer["step"], "best": trainer["best"], "best_weights": trainer["best_weights"],
             "since_best": trainer["since_best"], "history": list(trainer["history"]), "seconds": trainer["seconds"],
-            "failures": trainer.get("failures", 0), "good": good}
+            "failures": trainer.get("failures", 0), "good": good, "lr_factor": trainer.get("lr_factor", 1.0),
+            "stopped": trainer.get("stopped", "steps"), "loss": trainer.get("loss", math.nan), "window": trainer.get("window")}

@@ -1,6 +1,8 @@
 """The trainer: it learns, it records, it checkpoints and resumes, and it survives solver failures."""
 
+import copy
 import json
+import math
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 import physode
 from physode import PhysodeError, SolverError, TrainConfig, TrajectoryDataset, build_model, fit, load_model
 from physode.cli import main
-from physode.train import read_metrics
+from physode.train import _WindowLoss, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +155,74 @@ def test_without_a_val_split_training_says_it_validates_on_the_train_split(tmp_p
     assert main(["train", "--data", str(data), "--model", "node", "--out", str(tmp_path / "run"), "--steps", "2", "--quiet"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("physode: warning: the dataset has no val trajectories")
+
+
+def test_each_failure_halves_the_learning_rate_for_the_rest_of_the_run(small_pendulum, tmp_path):
+    """The halving survives the schedule's next step (it was undone there), and every failure halves it again
+    (rolled back to the last validation's rate, three failures in a row halved it once)."""
+    model = build_model("node", small_pendulum, hidden=8)
+    calls, real = {"n": 0}, model.rollout
+
+    def flaky(*args, **kwargs):
+        if torch.is_grad_enabled():  # a training rollout: the 6th, 7th and 8th fail (all at step 5)
+            calls["n"] += 1
+            if calls["n"] in (6, 7, 8):
+                raise SolverError("injected failure")
+        return real(*args, **kwargs)
+
+    model.rollout = flaky
+    lr = 1e-2
+    fit(model, small_pendulum, TrainConfig(steps=10, val_every=1, batch_size=4, window=4, lr=lr), out_dir=tmp_path)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    cosine = [lr * 0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(11)]
+    assert [r["lr"] for r in records if "event" in r] == pytest.approx([cosine[5] / 2, cosine[5] / 4, cosine[5] / 8])
+    validations = [r for r in records if "event" not in r]
+    assert [r["step"] for r in validations] == list(range(1, 11))
+    # the rate a validation records is the one the next step uses: cosine, and an eighth of it from the failures on
+    assert [r["lr"] for r in validations] == pytest.approx([cosine[s] * (1 if s <= 5 else 1 / 8) for s in range(1, 11)])
+
+
+def test_a_time_limit_keeps_the_steps_it_made(small_pendulum, tmp_path):
+    """Stopped by time_limit before its first validation, the run used to return (and save) the untrained model."""
+    torch.manual_seed(6)
+    model = build_model("node", small_pendulum, hidden=8)
+    untrained = copy.deepcopy(model.state_dict())
+    result = fit(model, small_pendulum, TrainConfig(steps=10_000, val_every=5_000, batch_size=4, window=3, time_limit=0.5),
+                 out_dir=tmp_path)
+    assert result.stopped == "time_limit" and 0 < result.steps < 5_000 and math.isfinite(result.best_val_error)
+    assert result.history[-1]["step"] == result.steps
+    saved = load_model(tmp_path / "model.pt").state_dict()
+    assert any(not torch.equal(saved[k], untrained[k]) for k in untrained if k.startswith("net."))
+
+
+def test_resuming_an_early_stopped_run_does_not_train_on(small_pendulum, tmp_path):
+    config = TrainConfig(steps=400, val_every=2, patience=2, curriculum=0.0, batch_size=4, window=3, lr=0.05)
+    torch.manual_seed(7)
+    first = fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config, out_dir=tmp_path)
+    assert first.stopped == "early_stopping" and first.steps < 400
+    (tmp_path / "model.pt").unlink()  # killed after the final checkpoint, before model.pt
+    torch.manual_seed(7)
+    again = fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config, out_dir=tmp_path, resume=True)
+    assert again.stopped == "early_stopping" and again.steps == first.steps
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("name", ["node", "anode", "hnn", "resnet"])
+def test_every_trainable_parameter_gets_a_gradient(name, small_pendulum):
+    """DistributedDataParallel stops at its second step on a trainable parameter that never gets one
+    (the Hamiltonian's output bias, a constant offset of H, did so)."""
+    model = build_model(name, small_pendulum, hidden=8)
+    windows = small_pendulum.train
+    _WindowLoss(model)(windows.x[:4, :5].float(), windows.times[:4, :5], None, 1.0).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_normalisation_comes_from_the_training_horizon(tmp_path):
+    """States after t_train are the extrapolation the model is judged on: they must not set its units."""
+    data = TrajectoryDataset.generate(physode.Pendulum(damping=0.5), 12, t_end=4.0, dt=0.1, seed=8, t_train=1.0)
+    model = build_model("node", data, hidden=8)
+    fit(model, data, TrainConfig(steps=1, batch_size=4, window=3))
+    seen = data.train.x[data.train.train_time_mask]
+    torch.testing.assert_close(model.x_scale.double(), seen.std(0), rtol=1e-6, atol=0)
+    torch.testing.assert_close(model.x_mean.double(), seen.mean(0), rtol=1e-6, atol=1e-7)

@@ -29,6 +29,9 @@ class HamiltonianODE(ContinuousModel):
         self.hidden, self.depth, self.activation = hidden, depth, activation
         self.net = MLP(state_dim, 1, hidden, depth, activation).to(self.torch_dtype)
         torch.nn.init.normal_(self.net[-1].weight, std=0.01)  # a zero H would have a zero gradient everywhere
+        # H's constant offset has no gradient, so no part in the field: frozen, it is no trainable parameter (under
+        # DistributedDataParallel a parameter that never gets a gradient stops training at its second step)
+        self.net[-1].bias.requires_grad_(False)
         self.control_input = None
         if control_dim:
             self.control_input = torch.nn.Linear(control_dim, state_dim // 2, bias=False).to(self.torch_dtype)
