@@ -133,6 +133,14 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def seed_value(value, name: str = "seed") -> int:
+    """Check a random seed: a whole number in ``[0, 2**64)`` (what numpy and torch generators take)."""
+    value = positive_int(value, name, minimum=0)
+    if value >= 2**64:
+        raise PhysodeError(f"{name} must be below 2**64, got {value}")
+    return value
+
+
 def positive_float(value, name: str, allow_zero: bool = False) -> float:
     """Check that ``value`` is a finite real number > 0 (or >= 0 with ``allow_zero``)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -142,8 +150,8 @@ def positive_float(value, name: str, allow_zero: bool = False) -> float:
     return float(value)
 
 
-def affordable(n_bytes: float, what: str) -> None:
-    """Refuse, before allocating, a request whose arrays would not fit in this machine's memory."""
+def affordable(n_bytes: float, what: str, fix: str = "ask for fewer trajectories or time points") -> None:
+    """Refuse, before allocating, a request whose arrays would not fit in this machine's memory (saying ``fix``)."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -151,5 +159,5 @@ def affordable(n_bytes: float, what: str) -> None:
     if n_bytes > total / 2:
         raise PhysodeError(
             f"{what} would need about {n_bytes / 2**30:.3g} GiB, more than half of this machine's "
-            f"{total / 2**30:.3g} GiB of memory; ask for fewer trajectories or time points"
+            f"{total / 2**30:.3g} GiB of memory; {fix}"
         )

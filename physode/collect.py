@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import affordable, positive_float, positive_int
+from .checks import affordable, positive_float, positive_int, seed_value
 from .data import TrajectoryDataset, _split_codes
 from .errors import PhysodeError, unknown_name
 
@@ -47,7 +47,7 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
     else:
         env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     episodes = positive_int(episodes, "episodes")
-    seed = positive_int(seed, "seed", minimum=0)
+    seed = seed_value(seed)
     if policy not in POLICIES:
         raise unknown_name("policy", policy, POLICIES)
     for name, space in (("observation", env.observation_space), ("action", env.action_space)):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import affordable, as_float_tensor, positive_float, positive_int, time_grid
+from .checks import affordable, as_float_tensor, positive_float, positive_int, seed_value, time_grid
 from .errors import FileFormatError, PhysodeError, PhysodeWarning
 from .files import atomic_write
 from .simulate import simulate
@@ -125,7 +125,7 @@ class TrajectoryDataset:
         n_times = round(t_end / dt) + 1
         affordable(8.0 * n * n_times * (3 * system.state_dim + system.control_dim + 1), f"{n} trajectories of {n_times} times")
         noise_std = positive_float(noise_std, "noise_std", allow_zero=True)
-        seed = positive_int(seed, "seed", minimum=0)
+        seed = seed_value(seed)
         t_train = t_end / 2 if t_train is None else positive_float(t_train, "t_train")
         splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]))
 

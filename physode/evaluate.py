@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import refuse_other_system
-from .checks import affordable, positive_float
+from .checks import affordable, positive_float, seed_value
 from .data import TrajectoryDataset
 from .devices import resolve_device
 from .errors import PhysodeError, SolverError, unknown_name
@@ -109,6 +109,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         raise PhysodeError("models is empty; pass a dict of name -> model")
     horizons = evaluation_horizons(dataset, horizons, reference)
     threshold = positive_float(threshold, "threshold")
+    seed = seed_value(seed)
     for name, model in models.items():
         if getattr(model, "state_dim", dataset.state_dim) != dataset.state_dim:
             raise PhysodeError(f"model {name!r} has state_dim {model.state_dim}, the dataset {dataset.state_dim}")

@@ -40,7 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, refuse_other_system, save_checkpoint
-from .checks import positive_float, positive_int
+from .checks import affordable, positive_float, positive_int, seed_value
 from .data import TrajectoryDataset
 from .devices import resolve_device
 from .distributed import World
@@ -79,11 +79,11 @@ class TrainConfig:
                      "max_failures"):
             positive_int(getattr(self, name), name)
         positive_int(self.lbfgs_steps, "lbfgs_steps", minimum=0)
-        positive_int(self.seed, "seed", minimum=0)
+        seed_value(self.seed)
         for name in ("lr", "grad_clip"):
             positive_float(getattr(self, name), name)
         positive_float(self.weight_decay, "weight_decay", allow_zero=True)
-        if not 0 <= self.curriculum <= 1:
+        if positive_float(self.curriculum, "curriculum", allow_zero=True) > 1:
             raise PhysodeError(f"curriculum must be a share in [0, 1], got {self.curriculum!r}")
         if self.time_limit is not None:
             positive_float(self.time_limit, "time_limit")
@@ -232,6 +232,8 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     device = resolve_device(device)
     world = World.current(device)
     train, val = dataset.train, dataset.part_or("val", "train", "validation (early stopping, the best model)")
+    affordable(8.0 * config.batch_size * (config.window + 1) * max(dataset.state_dim, 64),
+               f"a training batch of batch_size={config.batch_size} windows", "pass a smaller batch_size")
     # resuming needs the folder of the run (its checkpoint): not made here, so a failed resume leaves nothing behind
     out = None if out_dir is None else Path(out_dir) if resume else make_folder(out_dir, "run folder")
     writer = out if world.main else None  # where this rank writes metrics and checkpoints
@@ -253,8 +255,9 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         state = _resume(out, model, optimizer, schedule, windows, dataset.system_spec, config)
         if writer is not None:
             write_metrics(out / "metrics.jsonl", state["history"])  # drop lines written after the checkpoint
-    elif writer is not None and (out / "metrics.jsonl").exists():
-        (out / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
+    elif writer is not None:  # a fresh run in an old folder: nothing of the old run may pass for this one's
+        for name in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
+            (out / name).unlink(missing_ok=True)
     loss = _WindowLoss(model)
     if world.size > 1:
         loss = torch.nn.parallel.DistributedDataParallel(loss, device_ids=[device] if device.type == "cuda" else None)
@@ -286,9 +289,11 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
             if interrupted or late:
                 stopped = "interrupted" if interrupted else "time_limit"
                 break
+            before = state["step"]
             stopped = _train_step(model, loss, config, windows, solver, optimizer, schedule, state, window_length,
                                   validate, writer, start_time, bar)
-            if stopped == "steps" and writer is not None and state["step"] % config.checkpoint_every == 0:
+            stepped = state["step"] != before  # not after a rollback
+            if stopped == "steps" and stepped and writer is not None and state["step"] % config.checkpoint_every == 0:
                 state["seconds"] = time.perf_counter() - start_time
                 _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
     if stopped == "time_limit" and state["step"] and not any(r.get("step") == state["step"] for r in _validations(state)):
@@ -523,6 +528,17 @@ def _resume(out, model, optimizer, schedule, windows, dataset_spec, config):
     if out is None:
         raise PhysodeError("resume=True needs the out_dir of the run to continue")
     payload = load_checkpoint(out / "checkpoint.pt")
+    try:
+        return _resumed_state(out, payload, model, optimizer, schedule, windows, dataset_spec, config)
+    except PhysodeError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:  # a damaged trainer state
+        raise FileFormatError(f"{out / 'checkpoint.pt'} holds a damaged trainer state ({type(exc).__name__}: "
+                              f"{str(exc)[:120]}); start the run afresh (without resume) or restore the file") from None
+
+
+def _resumed_state(out, payload, model, optimizer, schedule, windows, dataset_spec, config) -> dict:
+    """The trainer state of ``payload`` (a loaded checkpoint.pt), checked against this run and loaded into it."""
     trainer = payload.get("trainer")
     if not isinstance(trainer, dict):
         raise PhysodeError(f"{out / 'checkpoint.pt'} holds no trainer state to resume from")
@@ -542,7 +558,14 @@ def _resume(out, model, optimizer, schedule, windows, dataset_spec, config):
     schedule.load_state_dict(trainer["schedule"])
     windows.generator.set_state(trainer["generator"])
     good = (trainer.get("good_model", payload["model"]["state_dict"]), trainer.get("good_optimizer", trainer["optimizer"]))
-    return {"step": trainer["step"], "best": trainer["best"], "best_weights": trainer["best_weights"],
+    state = {"step": trainer["step"], "best": trainer["best"], "best_weights": trainer["best_weights"],
             "since_best": trainer["since_best"], "history": list(trainer["history"]), "seconds": trainer["seconds"],
             "failures": trainer.get("failures", 0), "good": good, "lr_factor": trainer.get("lr_factor", 1.0),
             "stopped": trainer.get("stopped", "steps"), "loss": trainer.get("loss", math.nan), "window": trainer.get("window")}
+    kinds = {"step": int, "since_best": int, "failures": int, "best": float, "seconds": float, "lr_factor": float,
+             "loss": float, "history": list}
+    wrong = [key for key, kind in kinds.items()
+             if isinstance(state[key], bool) or not isinstance(state[key], (int, float) if kind is float else kind)]
+    if wrong:
+        raise TypeError(f"its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not of the right kind")
+    return state

@@ -226,3 +226,37 @@ def test_normalisation_comes_from_the_training_horizon(tmp_path):
     seen = data.train.x[data.train.train_time_mask]
     torch.testing.assert_close(model.x_scale.double(), seen.std(0), rtol=1e-6, atol=0)
     torch.testing.assert_close(model.x_mean.double(), seen.mean(0), rtol=1e-6, atol=1e-7)
+
+
+def test_a_fresh_run_in_an_old_folder_leaves_nothing_of_the_old_run(small_pendulum, tmp_path):
+    """Its model.pt outlived a new run that failed, and passed for that run's result."""
+    fit(build_model("node", small_pendulum, hidden=8), small_pendulum, TrainConfig(steps=2, batch_size=4, window=3),
+        out_dir=tmp_path)
+    assert (tmp_path / "model.pt").exists() and (tmp_path / "checkpoint.pt").exists()
+    model = build_model("node", small_pendulum, hidden=8)
+
+    def broken(t, z, u):
+        raise SolverError("step size underflow")
+
+    model.flow = broken
+    with pytest.raises(PhysodeError, match="failures in a row"):
+        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path)
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("damage", ["no optimizer", "step as text", "generator garbage"])
+def test_a_damaged_trainer_state_is_refused_on_resume(damage, small_pendulum, tmp_path):
+    config = TrainConfig(steps=4, batch_size=4, window=3, checkpoint_every=2)
+    fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config, out_dir=tmp_path)
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    trainer = payload["trainer"]
+    if damage == "no optimizer":
+        del trainer["optimizer"]
+    elif damage == "step as text":
+        trainer["step"] = "2"
+    else:
+        trainer["generator"] = torch.zeros(7, dtype=torch.uint8)
+    torch.save(payload, tmp_path / "checkpoint.pt")
+    with pytest.raises(physode.FileFormatError, match="checkpoint.pt holds a damaged trainer state"):
+        fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config.__class__(**{**vars(config), "steps": 6}),
+            out_dir=tmp_path, resume=True)

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..checks import affordable, positive_int
+from ..checks import affordable, positive_int, seed_value
 from ..errors import PhysodeError
 
 
@@ -153,4 +153,4 @@ def rng(seed) -> np.random.Generator:
     """A numpy generator from an int seed (the one place systems turn seeds into randomness)."""
     if isinstance(seed, np.random.Generator):
         return seed
-    return np.random.default_rng(positive_int(seed, "seed", minimum=0))
+    return np.random.default_rng(seed_value(seed))
