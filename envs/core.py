@@ -26,7 +26,7 @@ from physode.checkpoint import refuse_other_system
 from physode.checks import positive_float, positive_int
 from physode.devices import resolve_device
 from physode.errors import PhysodeError, SolverError, unknown_name
-from physode.simulate import METHODS, simulate
+from physode.simulate import METHODS, refuse_symplectic_misuse, simulate
 from physode.systems import MechanicalSystem
 
 class InvalidAction(PhysodeError, gym.error.InvalidAction):
@@ -72,6 +72,7 @@ class PhysodeEnv(gym.Env):
             raise unknown_name("integrator", integrator, INTEGRATORS)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise unknown_name("render_mode", render_mode, self.metadata["render_modes"])
+        refuse_symplectic_misuse(system, integrator)  # at construction, not at the first step
         self.system = system
         self.dt = positive_float(dt, "dt")
         self.integrator = integrator
@@ -150,16 +151,17 @@ class PhysodeEnv(gym.Env):
         if learned and self.dynamics is not None:
             with torch.inference_mode():
                 x_next = _solved_rows(self._learned_step, x, u)
-            return x_next.clone()  # a copy made outside inference mode is an ordinary tensor
-        if self.integrator == "semi_implicit_euler":
+            x_next = x_next.clone()  # a copy made outside inference mode is an ordinary tensor
+        elif self.integrator == "semi_implicit_euler":
             p = self.system.position_dim
             q, v = x[:, :p], x[:, p:]
             v = v.add(self.system.acceleration(0.0, q, v, u), alpha=self.dt)
             if self.max_speed is not None:
                 v = v.clamp(-self.max_speed, self.max_speed)
             return torch.cat([q.add(v, alpha=self.dt), v], dim=1)
-        x_next = _solved_rows(self._simulated_step, x, u)
-        if self.max_speed is not None:
+        else:
+            x_next = _solved_rows(self._simulated_step, x, u)
+        if self.max_speed is not None:  # the true and the learned dynamics alike: observations stay in their space
             p = self.system.position_dim
             x_next = torch.cat([x_next[:, :p], x_next[:, p:].clamp(-self.max_speed, self.max_speed)], dim=1)
         return x_next
@@ -206,13 +208,21 @@ class PhysodeEnv(gym.Env):
 
     def start_state(self, rng: np.random.Generator, options) -> np.ndarray:
         """The start ``(D,)``: ``options["state"]`` when given (checked), else :meth:`sample_start`."""
+        refuse_unknown_options(options, ("state",))
         if options and "state" in options:
-            x = np.asarray(options["state"], dtype=np.float64)
-            if x.shape != (self.system.state_dim,) or not np.isfinite(x).all():
-                raise PhysodeError(f"options['state'] must be {self.system.state_dim} finite numbers "
-                                   f"({', '.join(self.system.state_names)}), got {options['state']!r}")
-            return x.copy()
+            return self.checked_starts(options["state"], "options['state']", (self.system.state_dim,))
         return np.asarray(self.sample_start(rng), dtype=np.float64)
+
+    def checked_starts(self, states, name: str, shape: tuple) -> np.ndarray:
+        """Given start states as float64 numbers of ``shape`` (last axis ``D``): finite, and within ``max_speed``."""
+        x = np.asarray(states, dtype=np.float64)
+        if x.shape != shape or not np.isfinite(x).all():
+            raise PhysodeError(f"{name} must be finite numbers of shape {shape} ({', '.join(self.system.state_names)}), "
+                               f"got {states!r}")
+        if self.max_speed is not None and (np.abs(x[..., self.system.position_dim:]) > self.max_speed).any():
+            raise PhysodeError(f"{name} has a speed beyond this env's max_speed ({self.max_speed:g}), outside its "
+                               "observation space; give speeds within it")
+        return x.copy()
 
     # ---- the Gymnasium API of one env ----
     def reset(self, *, seed=None, options=None):
@@ -304,12 +314,16 @@ class PhysodeVectorEnv(VectorEnv):
                 raise PhysodeError(f"seed must be an int or {self.num_envs} ints, got {len(seeds)}")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
             self.action_space.seed(seed if isinstance(seed, int) else seeds[0])
-        states = options.get("states") if options else None
-        if states is not None:
-            states = np.asarray(states, dtype=np.float64)
-            if states.shape != (self.num_envs, self.env.system.state_dim) or not np.isfinite(states).all():
-                raise PhysodeError(f"options['states'] must be finite, of shape ({self.num_envs}, {self.env.system.state_dim})")
-            x = torch.from_numpy(states.copy()).to(self.env.device)
+        refuse_unknown_options(options, ("state", "states"))
+        dim = self.env.system.state_dim
+        if options and "state" in options and "states" in options:
+            raise PhysodeError("give options['state'] (one start for every sub-env) or options['states'] (one each), not both")
+        if options and "state" in options:  # as SyncVectorEnv hands the same options to every sub-env
+            start = self.env.checked_starts(options["state"], "options['state']", (dim,))
+            x = torch.from_numpy(np.tile(start, (self.num_envs, 1))).to(self.env.device)
+        elif options and "states" in options:
+            x = torch.from_numpy(self.env.checked_starts(options["states"], "options['states']", (self.num_envs, dim)))
+            x = x.to(self.env.device)
         else:
             x = torch.from_numpy(self.env.sample_starts(self._rngs)).to(self.env.device)
         self._state = x
@@ -344,6 +358,13 @@ class PhysodeVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs):
         self.env.close()
+
+
+def refuse_unknown_options(options, known) -> None:
+    """A PhysodeError for ``reset`` options this env does not read (a misspelt key would be ignored silently)."""
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise PhysodeError(f"unknown reset option(s) {unknown}; this env reads {', '.join(repr(k) for k in known)}")
 
 
 def _solved_rows(step, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,11 @@ class LearnedDynamicsEnv(PhysodeEnv):
         if not model.control_dim and not allow_uncontrolled:
             raise PhysodeError("the model was trained without controls, so actions would do nothing: train on data "
                                "with controls (physode simulate --controls random) or pass allow_uncontrolled=True")
+        clash = sorted(set(env_kwargs) & set(spec["params"]))
+        if clash:
+            raise PhysodeError(f"{', '.join(clash)} {'is a parameter' if len(clash) == 1 else 'are parameters'} of the "
+                               f"{spec['name']} system, whose parameters come from the checkpoint ({spec['params']}); leave "
+                               f"{'it' if len(clash) == 1 else 'them'} out")
         if dt is None and hasattr(model, "dt"):
             dt = model.dt
         if dt is not None:

@@ -36,6 +36,15 @@ DEFAULT_RTOL = 1e-14
 DEFAULT_ATOL = 1e-14
 
 
+def refuse_symplectic_misuse(system, method: str) -> None:
+    """A PhysodeError when ``method`` is symplectic and ``system`` is not conservative (it would integrate the wrong ODE)."""
+    if method in SYMPLECTIC_METHODS and not getattr(system, "conservative", False):
+        raise PhysodeError(
+            f"method {method!r} needs a conservative mechanical system (forces independent of velocity); "
+            "set damping=0 or use an adaptive method such as 'dopri8'"
+        )
+
+
 def simulate(
     system,
     x0,
@@ -99,11 +108,7 @@ def simulate(
     if method not in ADAPTIVE_METHODS and step_size is None:
         raise PhysodeError(f"method {method!r} takes fixed steps: pass step_size (e.g. step_size=0.01)")
     step_size = None if step_size is None else positive_float(step_size, "step_size")
-    if method in SYMPLECTIC_METHODS and not getattr(system, "conservative", False):
-        raise PhysodeError(
-            f"method {method!r} needs a conservative mechanical system (forces independent of velocity); "
-            "set damping=0 or use an adaptive method such as 'dopri8'"
-        )
+    refuse_symplectic_misuse(system, method)
 
     chunks = range(0, n, batch_size)
     intervals = times.shape[1] - 1

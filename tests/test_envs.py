@@ -342,3 +342,43 @@ def test_a_solver_override_steps_a_copy_of_the_model():
     assert model.solver == "dopri5" and model.step_size is None  # the caller's model is untouched
     with pytest.raises(PhysodeError, match="unknown solver"):
         LearnedDynamicsEnv(model, solver="rk5")
+
+
+def test_reset_options_set_the_start_of_every_sub_env_and_typos_are_refused():
+    """options["state"] starts every sub-env there, as SyncVectorEnv's sub-envs do (it was ignored silently)."""
+    start = [3.0, 0.0]
+    native = gym.make_vec("physode/Pendulum-v0", num_envs=3, vectorization_mode="vector_entry_point")
+    sync = gym.vector.SyncVectorEnv([lambda: gym.make("physode/Pendulum-v0") for _ in range(3)])
+    obs, _ = native.reset(seed=0, options={"state": start})
+    assert np.array_equal(obs, sync.reset(seed=0, options={"state": start})[0]) and np.array_equal(obs, [start] * 3)
+    action = np.full((3, 1), 0.5, dtype=np.float32)
+    assert np.array_equal(native.step(action)[0], sync.step(action)[0])
+    for env in (native, gym.make("physode/Pendulum-v0")):
+        with pytest.raises(PhysodeError, match=r"unknown reset option\(s\) \['stat'\]"):
+            env.reset(options={"stat": start})
+    with pytest.raises(PhysodeError, match="not both"):
+        native.reset(options={"state": start, "states": [start] * 3})
+    fast = gym.make("physode/Pendulum-v0", **PENDULUM_V1)
+    with pytest.raises(PhysodeError, match="speed beyond this env's max_speed"):
+        fast.reset(options={"state": [0.0, 20.0]})
+
+
+class _Spinning(DynamicsModel):
+    """A 'model' that spins the pendulum up to 12 rad/s in one step."""
+
+    def __init__(self):
+        super().__init__(2, 1)
+        self.system_spec = physode.Pendulum(rod=True, mass=1.0, length=1.0, gravity=10.0).spec()
+
+    def rollout(self, x0, t, u=None):
+        x0 = torch.as_tensor(x0)
+        return torch.stack([x0, x0 + torch.tensor([0.1, 12.0], dtype=x0.dtype)], dim=1)
+
+
+def test_the_learned_env_keeps_max_speed():
+    """Its observations left the observation space: the speed clip applied to the true dynamics only."""
+    task = {k: v for k, v in PENDULUM_V1.items() if k not in ("gravity", "rod", "mass", "length")}  # from the checkpoint
+    env = LearnedDynamicsEnv(_Spinning(), **task)
+    obs, _ = env.reset(seed=0, options={"state": [0.0, 0.0]})
+    obs, *_ = env.step(np.zeros(1, dtype=np.float32))
+    assert obs[1] == np.float32(env.max_speed) and env.observation_space.contains(obs)
