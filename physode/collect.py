@@ -30,18 +30,20 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
         policy: ``"random"`` (uniform over the action space, seeded) or ``"zero"`` (zero action, clipped
             into the space).
         seed: seeds the env's first reset and the action sampler; the same seed gives the same data.
-        max_steps: steps per episode (default: the env's ``max_episode_steps``). Episodes that
+        max_steps: steps per episode (default: the env's ``max_episode_steps``; given an id, the env is made
+            with this limit, while a given env must allow that many). Episodes that
             terminate earlier are left out (a dataset holds equal-length trajectories); ``meta["discarded"]``
             counts them.
         dt: time between steps (default: the env's ``dt`` attribute, as classic-control envs have).
         t_train, fractions: as for :meth:`TrajectoryDataset.generate` (default ``t_train`` half the episode).
     """
+    max_steps = None if max_steps is None else positive_int(max_steps, "max_steps")
     if isinstance(env, str):
         env_id = env
         if env_id.startswith("physode/"):
             import physode.envs  # noqa: F401  (registers physode's ids)
-        try:
-            env = gym.make(env_id)
+        try:  # episodes as long as asked for: the id's own time limit would cut longer ones short
+            env = gym.make(env_id, **({} if max_steps is None else {"max_episode_steps": max_steps}))
         except (gym.error.Error, ImportError) as exc:  # ImportError: the "module:id" form with a missing module
             raise PhysodeError(f"env {env_id!r}: {exc}") from None
     else:
@@ -54,10 +56,14 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise PhysodeError(f"collect needs 1-D Box observation and action spaces; {env_id} has the {name} space "
                                f"{space}; wrap the env (e.g. FlattenObservation) or pick a continuous-control env")
-    max_steps = max_steps if max_steps is not None else (env.spec.max_episode_steps if env.spec else None)
+    limit = env.spec.max_episode_steps if env.spec else None
+    max_steps = max_steps if max_steps is not None else limit
     if max_steps is None:
         raise PhysodeError(f"{env_id} has no max_episode_steps: pass max_steps (steps per episode)")
-    max_steps = positive_int(max_steps, "max_steps")
+    if limit is not None and max_steps > limit:  # an env made by the caller, with its time limit
+        raise PhysodeError(f"{env_id} ends every episode after {limit} steps (its max_episode_steps), so no episode "
+                           f"reaches max_steps={max_steps}; pass max_steps <= {limit}, or the env id (collect then makes "
+                           "it with that limit)")
     dt = dt if dt is not None else getattr(env.unwrapped, "dt", None)
     if dt is None:
         raise PhysodeError(f"{env_id} has no dt attribute: pass dt (seconds between steps)")

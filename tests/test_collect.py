@@ -71,3 +71,12 @@ def test_bad_collections_are_refused(tmp_path, capsys):
     assert main(["collect", "--env", "CartPole-v1", "--episodes", "3", "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Discrete" in err[0] and out.read_bytes() == before
+
+
+def test_episodes_longer_than_the_envs_time_limit():
+    """Given an id, the env is made with the asked length; a given env with a shorter limit is refused up front
+    (it ran and discarded 10 x episodes + 1 truncated episodes before saying so)."""
+    data = collect("physode/SpringMass-v0", 2, max_steps=201)
+    assert data.x.shape == (2, 202, 2) and data.meta["discarded"] == 0
+    with pytest.raises(PhysodeError, match=r"after 200 steps \(its max_episode_steps\).*max_steps <= 200"):
+        collect(gym.make("physode/SpringMass-v0"), 2, max_steps=201)
