@@ -176,19 +176,20 @@ class PhysodeEnv(gym.Env):
                         step_size=self.step_size, device=self.device)[:, 1]
 
     def transition(self, x, true, u):
-        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,))``.
+        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,) | None)``.
 
         The states stay tensors on the device; reward, terminated and diverged come back as fresh numpy
         arrays on the host. A sub-env whose step cannot be computed ends its episode (``diverged``) and keeps
         its last finite state, so every observation stays a number: a learned model's prediction that is
         not finite or whose solve fails, a true system's solve that fails (an n-body close encounter beyond
         an adaptive solver's ``max_steps``, say), or a non-finite true state (a collision under
-        semi-implicit Euler). With a reference, either side failing ends the episode.
+        semi-implicit Euler). With a reference, either side failing ends the episode. ``diverged`` is None
+        when every step could be computed.
         """
         x_next = self.advance(x, u)
         true_next = None if true is None else self.advance(true, u, learned=False)
-        diverged = np.zeros(x.shape[0], dtype=bool)
-        if not (bool(torch.isfinite(x_next).all()) and (true_next is None or bool(torch.isfinite(true_next).all()))):
+        diverged = None  # the common case: every step could be computed
+        if not (_all_finite(x_next) and (true_next is None or _all_finite(true_next))):
             bad = ~torch.isfinite(x_next).all(dim=1)
             if true_next is not None:
                 bad |= ~torch.isfinite(true_next).all(dim=1)
@@ -196,7 +197,9 @@ class PhysodeEnv(gym.Env):
             x_next = torch.where(bad[:, None], x, x_next)
             diverged = bad.cpu().numpy()
         ends = self.terminal(x_next)
-        terminated = diverged.copy() if ends is None else ends.cpu().numpy() | diverged
+        terminated = np.zeros(x.shape[0], dtype=bool) if ends is None else ends.cpu().numpy()
+        if diverged is not None:
+            terminated |= diverged
         return x_next, true_next, self.reward(x, u, x_next).cpu().numpy(), terminated, diverged
 
     def reference_info(self, x: torch.Tensor, true: torch.Tensor | None) -> dict:
@@ -241,7 +244,7 @@ class PhysodeEnv(gym.Env):
         self._state, self._true = x, true
         self._trail = (self._trail + [x[0]])[-200:]
         info = {key: value[0] for key, value in self.reference_info(x, true).items()}
-        if diverged[0]:
+        if diverged is not None and diverged[0]:
             info["diverged"] = True
         return self.observe(x)[0], float(reward[0]), bool(terminated[0]), False, info
 
@@ -348,16 +351,23 @@ class PhysodeVectorEnv(VectorEnv):
         if index.size:  # and this step returns the starts themselves, with reward 0 (the action is ignored)
             x, true = _rows_set(x, rows, starts), None if true is None else _rows_set(true, rows, starts)
             reward[index], terminated[index], truncated[index], self._elapsed[index] = 0.0, False, False, 0
-            diverged[index] = False
+            if diverged is not None:
+                diverged[index] = False
         self._state, self._true = x, true
         self._needs_reset = terminated | truncated
         info = self.env.reference_info(x, true)
-        if diverged.any():
+        if diverged is not None and diverged.any():
             info["diverged"] = diverged
         return self.env.observe(x), reward, terminated, truncated, info
 
     def close_extras(self, **kwargs):
         self.env.close()
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether every entry of ``x`` is finite; on the CPU through numpy's view of it (2 us against torch's 9 us
+    for 1024 states here: a saving on every step of a fast env)."""
+    return bool(np.isfinite(x.numpy()).all()) if x.device.type == "cpu" else bool(torch.isfinite(x).all())
 
 
 def refuse_unknown_options(options, known) -> None:
