@@ -23,7 +23,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from physode.checkpoint import refuse_other_system
-from physode.checks import positive_float, positive_int
+from physode.checks import all_finite, positive_float, positive_int
 from physode.devices import resolve_device
 from physode.errors import PhysodeError, SolverError, unknown_name
 from physode.simulate import METHODS, refuse_symplectic_misuse, simulate
@@ -189,7 +189,7 @@ class PhysodeEnv(gym.Env):
         x_next = self.advance(x, u)
         true_next = None if true is None else self.advance(true, u, learned=False)
         diverged = None  # the common case: every step could be computed
-        if not (_all_finite(x_next) and (true_next is None or _all_finite(true_next))):
+        if not (all_finite(x_next) and (true_next is None or all_finite(true_next))):
             bad = ~torch.isfinite(x_next).all(dim=1)
             if true_next is not None:
                 bad |= ~torch.isfinite(true_next).all(dim=1)
@@ -362,12 +362,6 @@ class PhysodeVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs):
         self.env.close()
-
-
-def _all_finite(x: torch.Tensor) -> bool:
-    """Whether every entry of ``x`` is finite; on the CPU through numpy's view of it (2 us against torch's 9 us
-    for 1024 states here: a saving on every step of a fast env)."""
-    return bool(np.isfinite(x.numpy()).all()) if x.device.type == "cpu" else bool(torch.isfinite(x).all())
 
 
 def refuse_unknown_options(options, known) -> None:

@@ -27,6 +27,7 @@ import math
 import torch
 from torchdiffeq import odeint, odeint_adjoint
 
+from .checks import all_finite
 from .errors import SolverError
 
 ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
@@ -204,7 +205,7 @@ def solve_on_grids(
     except AssertionError as exc:  # torchdiffeq signals step underflow, NaN states and max_num_steps so
         raise solver_failure(method, exc, "the system may be stiff, blow up or collide: check x0 and the "
                              "parameters (n-body: softening > 0), or raise max_steps (or step_size)") from None
-    if not bool(torch.isfinite(y).all()):
+    if not all_finite(y):
         raise SolverError(f"the {method} solve produced non-finite states; use a smaller step_size or tighter tolerances")
     if bar is not None:
         bar.update(n_times - 1 - grid_field.reached)

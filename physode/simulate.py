@@ -14,7 +14,7 @@ import contextlib
 import torch
 from tqdm.auto import tqdm
 
-from .checks import positive_float, positive_int, rollout_inputs
+from .checks import all_finite, positive_float, positive_int, rollout_inputs
 from .devices import resolve_device
 from .errors import PhysodeError, SolverError, unknown_name
 from .integrate import ADAPTIVE_METHODS, FIXED_METHODS, solve_on_grids, substeps
@@ -160,6 +160,6 @@ def _symplectic(system, x0, times, u, method, step_size, bar):
         out.append(torch.cat([q, v], dim=1))
         bar.update(1)
     y = torch.stack(out, dim=1)
-    if not bool(torch.isfinite(y).all()):
+    if not all_finite(y):
         raise SolverError(f"the {method} run produced non-finite states; use a smaller step_size")
     return y
