@@ -382,3 +382,18 @@ def test_the_learned_env_keeps_max_speed():
     obs, _ = env.reset(seed=0, options={"state": [0.0, 0.0]})
     obs, *_ = env.step(np.zeros(1, dtype=np.float32))
     assert obs[1] == np.float32(env.max_speed) and env.observation_space.contains(obs)
+
+
+def test_an_unstable_explicit_step_ends_as_diverged_not_as_infinite_observations():
+    """Semi-implicit Euler without a speed clip can overflow (here damping 1000 at dt 0.05: the speed grows
+    49-fold a step); only with a speed clip on a system without singularities does the env skip the check."""
+    env = gym.make("physode/Pendulum-v0", integrator="semi_implicit_euler", damping=1000.0)
+    env.reset(options={"state": [0.1, 1.0]})
+    steps = 0
+    while steps < 200:
+        obs, _, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
+        steps += 1
+        assert np.isfinite(obs).all()
+        if terminated:
+            break
+    assert info.get("diverged") and 20 < steps < 200  # about 25 steps to pass float32's range

@@ -139,6 +139,12 @@ class MechanicalSystem(System):
         """True when the force depends on positions (and control) only: no damping."""
         return getattr(self.params, "damping", 0.0) == 0.0
 
+    @property
+    def finite_everywhere(self) -> bool:
+        """True when the acceleration is finite at every finite state and control (no singularity); the
+        default is the cautious False. With a speed clip, semi-implicit Euler then never leaves finite states."""
+        return False
+
     def acceleration(self, t, q: torch.Tensor, v: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
         """``dv/dt`` for positions ``q: (..., P)``, velocities ``v: (..., P)``, controls ``u: (..., C)``."""
         raise NotImplementedError

@@ -150,6 +150,10 @@ class NBody(MechanicalSystem):
     def _bodies(self, flat: torch.Tensor) -> torch.Tensor:
         return flat.reshape(*flat.shape[:-1], self.params.n_bodies, self.params.dim)
 
+    @property
+    def finite_everywhere(self) -> bool:
+        return self.params.softening > 0  # without softening, bodies that coincide have infinite accelerations
+
     def acceleration(self, t, q, v, u):
         """``sum_{j != i} G m_j d_ij / (|d_ij|^2 + eps^2)^(3/2)`` (+ ``u``), ``d_ij = q_j - q_i``, for ``q: (..., n dim)``.
 

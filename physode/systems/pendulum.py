@@ -69,6 +69,10 @@ class Pendulum(MechanicalSystem):
                  rod: bool = False):
         super().__init__(PendulumParams(gravity, length, mass, damping, rod))
 
+    @property
+    def finite_everywhere(self) -> bool:
+        return True  # a sine, a damping and a torque term: bounded for bounded speeds
+
     def acceleration(self, t, q, v, u):
         p = self.params
         a = torch.sin(q).mul_(-p.mass * p.gravity * p.arm / p.inertia)  # in place on fresh tensors: fewer allocations

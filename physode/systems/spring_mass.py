@@ -67,6 +67,10 @@ class SpringMass(MechanicalSystem):
         walled = torch.nn.functional.pad(q, (1, 1))
         return walled.diff(dim=-1)
 
+    @property
+    def finite_everywhere(self) -> bool:
+        return True  # linear in the state and the force
+
     def acceleration(self, t, q, v, u):
         p = self.params
         stretch = self._stretches(q)
