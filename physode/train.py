@@ -559,9 +559,10 @@ def _resumed_state(out, payload, model, optimizer, schedule, windows, dataset_sp
     windows.generator.set_state(trainer["generator"])
     good = (trainer.get("good_model", payload["model"]["state_dict"]), trainer.get("good_optimizer", trainer["optimizer"]))
     state = {"step": trainer["step"], "best": trainer["best"], "best_weights": trainer["best_weights"],
-            "since_best": trainer["since_best"], "history": list(trainer["history"]), "seconds": trainer["seconds"],
-            "failures": trainer.get("failures", 0), "good": good, "lr_factor": trainer.get("lr_factor", 1.0),
-            "stopped": trainer.get("stopped", "steps"), "loss": trainer.get("loss", math.nan), "window": trainer.get("window")}
+             "since_best": trainer["since_best"], "history": list(trainer["history"]), "seconds": trainer["seconds"],
+             "failures": trainer.get("failures", 0), "good": good, "lr_factor": trainer.get("lr_factor", 1.0),
+             "stopped": trainer.get("stopped", "steps"), "loss": trainer.get("loss", math.nan),
+             "window": trainer.get("window")}
     kinds = {"step": int, "since_best": int, "failures": int, "best": float, "seconds": float, "lr_factor": float,
              "loss": float, "history": list}
     wrong = [key for key, kind in kinds.items()
