@@ -28,7 +28,7 @@ import torch
 from torchdiffeq import odeint, odeint_adjoint
 
 from .checks import all_finite
-from .errors import SolverError
+from .errors import PhysodeError, SolverError
 
 ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
 #: One-step methods only: torchdiffeq's multistep Adams methods carry their step history across output times,
@@ -100,7 +100,7 @@ def substep_grid(per: int):
 
 def substeps(times: torch.Tensor, step_size: float) -> int:
     """Equal substeps per output interval so that no trajectory's substep exceeds ``step_size``."""
-    return max(1, math.ceil(float(times.diff(dim=1).max()) / step_size - 1e-9))
+    return max(1, math.ceil(float(times.diff(dim=1).abs().max()) / step_size - 1e-9))
 
 
 class _GridField:
@@ -197,6 +197,9 @@ def solve_on_grids(
             # the backward solve keeps the forward options (torchdiffeq drops them all when given any), and
             # controls that require grad get their gradients as adjoint parameters alongside the module's
             backward = {key: value for key, value in options.items() if key != "norm"} | (adjoint_options or {})
+            if not shared and times.requires_grad:  # the integer grid's time scales would need their own adjoint
+                raise PhysodeError("gradients with respect to the times of per-trajectory grids, or of a grid with "
+                                   "controls, need direct backprop: use adjoint=False (or times that need no gradient)")
             params = (() if module is None else tuple(module.parameters())) + ((u,) if u is not None and u.requires_grad else ())
             y = odeint_adjoint(grid_field, x0, s, method=method, rtol=rtol, atol=atol, options=options,
                                adjoint_options=backward, adjoint_params=params)

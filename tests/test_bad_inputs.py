@@ -76,6 +76,15 @@ CASES = {
     "compare model of another system": (lambda: compare({"m": _model_of(Pendulum(length=2.0), controls=0)}, _data()),
                                         "trained on pendulum"),
     "ode block without module": (lambda: ODEBlock(lambda t, z: z), "nn.Module"),
+    "ode block decreasing times": (lambda: ODEBlock(torch.nn.Linear(2, 2), solver="euler", step_size=0.1).trajectory(
+        torch.zeros(1, 2), [0.0, -1.0]), "strictly increasing"),  # it took one step of 1 (step_size ignored)
+    "ode block one time": (lambda: ODEBlock(torch.nn.Linear(2, 2)).trajectory(torch.zeros(1, 2), [0.0]), "at least 2"),
+    "adjoint time gradients, own grids": (lambda: NeuralODE(2, adjoint=True).rollout(
+        torch.zeros(2, 2), torch.stack([T, 2 * T]).requires_grad_()), "adjoint=False"),  # were silently wrong
+    "resnet absurd steps": (lambda: physode.ResNetStep(1, dt=1e-9).rollout(torch.zeros(1, 1), [0.0, 1e4]), "GiB"),
+    "field time of another shape": (lambda: NeuralODE(2, time_dependent=True).vector_field(torch.zeros(4), torch.zeros(3, 2)),
+                                    "broadcast"),
+    "activation as a list": (lambda: NeuralODE(2, activation=["tanh"]), "unknown activation"),
     "env nan start": (lambda: PendulumEnv().reset(options={"state": [np.nan, 0.0]}), "options"),
     "env unknown integrator": (lambda: PendulumEnv(integrator="rk5"), "integrator"),
     "env zero dt": (lambda: PendulumEnv(dt=0.0), "dt"),

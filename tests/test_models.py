@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -310,3 +312,7 @@ def test_a_blowing_up_field_gives_a_solver_error_not_a_traceback():
     with pytest.raises(SolverError, match="max_steps|non-finite"):
         model.rollout(torch.tensor([[10.0]], dtype=torch.float64), T)
     assert math.isfinite(model.nfe_total)
+
+
+def test_a_numpy_integer_is_a_state_dim():
+    assert HamiltonianODE(np.int64(2)).state_dim == 2 and NeuralODE(np.int64(3)).state_dim == 3

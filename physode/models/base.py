@@ -33,7 +33,7 @@ class DynamicsModel(nn.Module):
         super().__init__()
         self.state_dim = positive_int(state_dim, "state_dim")
         self.control_dim = positive_int(control_dim, "control_dim", minimum=0)
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise unknown_name("dtype", dtype, DTYPES)
         self.dtype = dtype  # the name, as in config(); torch_dtype is the torch.dtype
         self.register_buffer("x_mean", torch.zeros(self.state_dim, dtype=DTYPES[dtype]))
@@ -71,10 +71,20 @@ class DynamicsModel(nn.Module):
         x0, u = self._on_model(x0, u)
         return x0, times.to(self.x_mean.device), u, single
 
-    def _field_inputs(self, x, u):
-        """Checked ``(x, u)`` of a field evaluation, in the model's dtype and on its device."""
+    def _field_inputs(self, t, x, u):
+        """Checked ``(t, x, u)`` of a field evaluation, in the model's dtype and on its device (``t`` a number or
+        a tensor that broadcasts against ``x.shape[:-1]``)."""
         self._check_field_inputs(x, u)
-        return self._on_model(x, u)
+        x, u = self._on_model(x, u)
+        t = as_float_tensor(t, "t").to(x.device, x.dtype)
+        try:
+            fits = torch.broadcast_shapes(t.shape, x.shape[:-1]) == x.shape[:-1]
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise PhysodeError(f"t must be a number or broadcast against x's leading shape {tuple(x.shape[:-1])}, "
+                               f"got shape {tuple(t.shape)}")
+        return t, x, u
 
     def _on_model(self, x, u):
         """``x`` and ``u`` (or None) in the model's dtype, on its device."""
@@ -144,7 +154,7 @@ class ContinuousModel(DynamicsModel):
     def vector_field(self, t, x, u=None):
         """``dx/dt`` at states ``x: (..., D)`` with controls ``u: (..., C)``, computed in the model's dtype and
         returned in ``x``'s; not counted in NFE."""
-        z, u = self._field_inputs(x, u)
+        t, z, u = self._field_inputs(t, x, u)
         return self.flow(t, self.initial_solver_state(z), u)[..., : self.state_dim].to(x.dtype)
 
     def rollout(self, x0, t, u=None):

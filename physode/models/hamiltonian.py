@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from ..errors import PhysodeError
@@ -22,7 +24,7 @@ class HamiltonianODE(ContinuousModel):
     def __init__(self, state_dim, hidden=64, depth=2, activation="tanh", control_dim=0, solver="dopri5",
                  rtol=1e-6, atol=1e-7, step_size=None, adjoint=False, seminorm=False, max_steps=10_000,
                  dtype="float32"):
-        if not isinstance(state_dim, int) or state_dim < 2 or state_dim % 2:
+        if isinstance(state_dim, bool) or not isinstance(state_dim, numbers.Integral) or state_dim < 2 or state_dim % 2:
             raise PhysodeError(f"HamiltonianODE needs an even state_dim (q and p halves), got {state_dim!r}")
         super().__init__(state_dim, control_dim, dtype, solver=solver, rtol=rtol, atol=atol, step_size=step_size,
                          adjoint=adjoint, seminorm=seminorm, max_steps=max_steps)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from ..checks import positive_float, positive_int
+from ..checks import positive_float, positive_int, time_grid
 from ..errors import PhysodeError, unknown_name
 from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, solver_failure, substep_grid, substeps
 
@@ -85,8 +85,10 @@ class ODEBlock(nn.Module):
         return torch.cat([x, x.new_zeros(x.shape[0], self.augment_dim, *x.shape[2:])], dim=1)
 
     def trajectory(self, x: torch.Tensor, t) -> torch.Tensor:
-        """States ``(T, N, ...)`` at the times ``t: (T,)`` (from 0) of the solve that starts at ``x``."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        """States ``(T, N, ...)`` at the increasing times ``t: (T,)`` (from 0) of the solve that starts at ``x``."""
+        t = time_grid(t, "t").to(x.device, x.dtype)
+        if t.ndim != 1:
+            raise PhysodeError(f"t must be one increasing time grid (T,), got shape {tuple(t.shape)}")
         if self.solver in FIXED_METHODS:
             # every output interval in equal substeps, so each output is a step, not an interpolation between two;
             # memory flat in the number of steps

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..checks import positive_float
+from ..checks import affordable, positive_float
 from .base import DynamicsModel
 from .vector_field import MLP
 
@@ -36,7 +36,7 @@ class ResNetStep(DynamicsModel):
 
     def vector_field(self, t, x, u=None):
         """The implied field ``(step(x, u) - x) / dt``, computed in the model's dtype and returned in ``x``'s."""
-        z, u = self._field_inputs(x, u)
+        _, z, u = self._field_inputs(t, x, u)
         return ((self.step(z, u) - z) / self.dt).to(x.dtype)
 
     def rollout(self, x0, t, u=None):
@@ -45,6 +45,8 @@ class ResNetStep(DynamicsModel):
         self._check_field_inputs(x0, None if u is None else u[:, 0])
         elapsed = times - times[:, :1]  # (N, T)
         n_steps = math.ceil(float(elapsed.max()) / self.dt - 1e-9)
+        affordable(8.0 * x0.shape[0] * (n_steps + 1) * (self.state_dim + self.control_dim + 1),
+                   f"a rollout of {n_steps} ResNet steps of dt={self.dt:g}", "use shorter times or a model of a larger dt")
         states = [x0]
         if u is not None:  # the data interval each step starts in
             step_times = times[:, :1] + self.dt * torch.arange(n_steps, dtype=times.dtype, device=times.device)

@@ -28,7 +28,7 @@ class MLP(nn.Sequential):
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 64, depth: int = 2, activation: str = "tanh"):
         in_dim, out_dim = positive_int(in_dim, "in_dim"), positive_int(out_dim, "out_dim")
         hidden, depth = positive_int(hidden, "hidden"), positive_int(depth, "depth")
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise unknown_name("activation", activation, ACTIVATIONS)
         layers: list[nn.Module] = []
         width = in_dim
