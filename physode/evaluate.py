@@ -209,15 +209,20 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
     return horizons
 
 
+def _spacing(dataset: TrajectoryDataset) -> float:
+    """The data's mean time between observations: the spacing of a simulated reference's output times."""
+    return float(dataset.times.diff(dim=1).mean())
+
+
 def _evaluation_times(dataset: TrajectoryDataset, t_end: float) -> int:
     """About how many output times a simulated reference has on ``[0, t_end]`` (see :func:`_evaluation_grid`)."""
-    return round(t_end / float(dataset.times.diff(dim=1).mean())) + 1
+    return round(t_end / _spacing(dataset)) + 1
 
 
 def _evaluation_grid(dataset: TrajectoryDataset, horizons) -> torch.Tensor:
     """The simulated reference's output times: ``0, s, 2s, ...`` at the data's mean spacing ``s``, and every
     horizon's time exactly (errors at a horizon are read at that time, whatever the spacing)."""
-    spacing = float(dataset.times.diff(dim=1).mean())
+    spacing = _spacing(dataset)
     marks = torch.tensor([h * dataset.t_train for h in horizons], dtype=torch.float64)
     regular = torch.arange(0.0, float(marks[-1]), spacing, dtype=torch.float64)
     regular = regular[(regular[:, None] - marks[None]).abs().min(1).values > 1e-6 * spacing]  # no near-duplicates

@@ -8,31 +8,18 @@ states, and its parameters as a dataclass that round-trips through files (:meth:
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..checks import affordable, positive_int, seed_value
+from ..checks import affordable, positive_float, positive_int, seed_value
 from ..errors import PhysodeError
 
 
 def check_parameter(name: str, value, *, allow_zero: bool = False) -> float:
     """A physical parameter as a Python float: any real number (numpy's too) that is finite and > 0 (>= 0 with ``allow_zero``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise PhysodeError(f"parameter {name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
-def check_count(name: str, value, minimum: int) -> int:
-    """A whole-number parameter (numpy's integers too) >= ``minimum``, as a Python int."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise PhysodeError(f"parameter {name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
+    return positive_float(value, f"parameter {name}", allow_zero=allow_zero)
 
 
 def store(params, name: str, value) -> None:

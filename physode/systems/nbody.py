@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from ..errors import PhysodeError
-from .base import MechanicalSystem, check_count, check_parameter, rng, store
+from ..checks import positive_int
+from .base import MechanicalSystem, check_parameter, rng, store
 
 #: Relative size of the random perturbations of the initial ring (angles, radii, speeds).
 JITTER = 0.05
@@ -52,8 +53,8 @@ class NBodyParams:
     softening: float = 0.0
 
     def __post_init__(self):
-        store(self, "n_bodies", check_count("n_bodies", self.n_bodies, 2))
-        if isinstance(self.dim, (bool, np.bool_)) or not isinstance(self.dim, numbers.Integral) or self.dim not in (2, 3):
+        store(self, "n_bodies", positive_int(self.n_bodies, "parameter n_bodies", minimum=2))
+        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral) or self.dim not in (2, 3):
             raise PhysodeError(f"parameter dim must be 2 or 3, got {self.dim!r}")
         store(self, "dim", int(self.dim))
         if self.masses is not None:

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import torch
 
-from .base import MechanicalSystem, check_count, check_parameter, rng, store
+from ..checks import positive_int
+from .base import MechanicalSystem, check_parameter, rng, store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,7 @@ class SpringMassParams:
         store(self, "stiffness", check_parameter("stiffness", self.stiffness))
         store(self, "mass", check_parameter("mass", self.mass))
         store(self, "damping", check_parameter("damping", self.damping, allow_zero=True))
-        store(self, "n_masses", check_count("n_masses", self.n_masses, 1))
+        store(self, "n_masses", positive_int(self.n_masses, "parameter n_masses", minimum=1))
 
 
 class SpringMass(MechanicalSystem):
