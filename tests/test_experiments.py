@@ -28,7 +28,8 @@ def test_bench_train_quick(tmp_path):
     raw = json.loads((tmp_path / "bench_train.json").read_text())
     assert "physode fit (defaults)" in out and (tmp_path / "bench_train.png").exists()
     ours, base = raw["physode"], raw["baseline"]
-    assert ours["steps"] > 0 and ours["field_error"] < base["field_error"]  # even 10 s beat the plain loop's 5 s
+    # equal step budgets (deterministic): the trainer's defaults learn a better field than the plain loop
+    assert ours["steps"] == 100 and ours["field_error"] < 0.75 * base["field_error"]
 
 
 def test_compare_all_quick(tmp_path):
