@@ -155,7 +155,10 @@ def seed_value(value, name: str = "seed") -> int:
 
 def positive_float(value, name: str, allow_zero: bool = False) -> float:
     """Check that ``value`` is a finite real number > 0 (or >= 0 with ``allow_zero``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        ok = False
     if not ok or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise PhysodeError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,12 +21,15 @@ import torch
 from .checks import affordable, as_float_tensor, positive_float, positive_int, seed_value, time_grid
 from .errors import FileFormatError, PhysodeError, PhysodeWarning
 from .files import atomic_write
-from .simulate import simulate
+from .errors import unknown_name
+from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, simulate
 from .systems import System, system_from_spec
 
 FORMAT = "physode.TrajectoryDataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
+#: The options of :func:`physode.simulate` that :meth:`TrajectoryDataset.generate` passes on.
+SIMULATE_OPTIONS = ("method", "rtol", "atol", "step_size", "batch_size", "max_steps")
 
 
 class TrajectoryDataset:
@@ -46,8 +50,8 @@ class TrajectoryDataset:
     def __init__(self, t, x, system_spec: dict | None, *, x_clean=None, u=None, split=None, t_train=None, meta=None):
         system = None if system_spec is None else system_from_spec(system_spec)
         self.system_spec = None if system is None else system.spec()
-        self.meta = dict(meta or {})
-        self.x = as_float_tensor(x, "x")
+        self.meta = _plain_meta(meta)
+        self.x = as_float_tensor(x, "x").detach()
         dim = self.x.shape[-1] if system is None else system.state_dim
         if self.x.ndim != 3 or self.x.shape[2] != dim or 0 in self.x.shape:
             raise PhysodeError(f"x must have shape (N, T, {dim}) for {self.name}, got {tuple(self.x.shape)}")
@@ -55,10 +59,11 @@ class TrajectoryDataset:
         self.t = time_grid(t, "t", n_trajectories=n)
         if self.t.shape[-1] != n_times:
             raise PhysodeError(f"t has {self.t.shape[-1]} times but x has {n_times}; they must match")
-        self.x_clean = self.x if x_clean is None else as_float_tensor(x_clean, "x_clean")
+        # never the same tensor as x: editing the observations must not move the clean states
+        self.x_clean = self.x.clone() if x_clean is None or x_clean is x else as_float_tensor(x_clean, "x_clean").detach()
         if self.x_clean.shape != self.x.shape:
             raise PhysodeError(f"x_clean must have the shape of x {tuple(self.x.shape)}, got {tuple(self.x_clean.shape)}")
-        self.u = None if u is None else as_float_tensor(u, "u")
+        self.u = None if u is None else as_float_tensor(u, "u").detach()
         if self.u is not None:
             controls = self.u.shape[-1] if system is None else system.control_dim
             if self.u.shape != (n, n_times - 1, controls) or controls == 0:
@@ -68,6 +73,8 @@ class TrajectoryDataset:
             raise PhysodeError(f"split must be {n} codes in {{0, 1, 2}} (train, val, test), got {split!r}")
         self.split = torch.from_numpy(split.astype(np.int64))
         first, last = float(self.t[..., 0].max()), float(self.t[..., -1].min())
+        if t_train is not None and (isinstance(t_train, bool) or not isinstance(t_train, numbers.Real)):
+            raise PhysodeError(f"t_train must be a number (a time within the grid), got {t_train!r}")
         self.t_train = last if t_train is None else float(t_train)
         if not first < self.t_train <= last:
             raise PhysodeError(
@@ -113,27 +120,34 @@ class TrajectoryDataset:
             fractions: train / val / test shares of the trajectories.
             progress: show a progress bar while simulating.
             device: where to simulate (``"auto"``: the GPU when present); the dataset is kept on the CPU.
-            simulate_options: passed to :func:`physode.simulate` (``method``, ``rtol``, ...).
+            simulate_options: passed to :func:`physode.simulate`: ``method``, ``rtol``, ``atol``, ``step_size``,
+                ``batch_size``, ``max_steps`` (others are refused). ``meta`` records them, with the solver's defaults.
         """
         if not isinstance(system, System):
             raise PhysodeError(f"system must be a physode System (see physode.make_system), got {system!r}")
+        for key in simulate_options:
+            if key not in SIMULATE_OPTIONS:
+                raise unknown_name("option of generate", key, SIMULATE_OPTIONS)
         n = positive_int(n_trajectories, "n_trajectories")
         t_end = positive_float(t_end, "t_end")
         dt = positive_float(dt, "dt")
         if dt >= t_end:
             raise PhysodeError(f"dt ({dt:g}) must be smaller than t_end ({t_end:g})")
+        if not math.isfinite(t_end / dt):
+            raise PhysodeError(f"t_end / dt = {t_end:g} / {dt:g} is more time points than any machine holds; use a larger dt")
         n_times = round(t_end / dt) + 1
         affordable(8.0 * n * n_times * (3 * system.state_dim + system.control_dim + 1), f"{n} trajectories of {n_times} times")
         noise_std = positive_float(noise_std, "noise_std", allow_zero=True)
         seed = seed_value(seed)
         t_train = t_end / 2 if t_train is None else positive_float(t_train, "t_train")
+        fractions = _fractions(fractions)
         splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]))
 
         x0 = system.sample_initial_states(n, seed=seed)
         t = _grid(n, n_times, t_end, irregular, np.random.default_rng([seed, 1]))
         u = _make_controls(controls, n, n_times, system.control_dim, control_scale, np.random.default_rng([seed, 2]))
         x_clean = simulate(system, x0, t, u, progress=progress, device=device, **simulate_options).cpu()
-        x = x_clean
+        x = None  # the clean states (the constructor keeps a copy)
         if noise_std:
             scale = x_clean.reshape(-1, system.state_dim).std(dim=0)
             noise = torch.from_numpy(np.random.default_rng([seed, 3]).standard_normal(tuple(x_clean.shape)))
@@ -146,9 +160,13 @@ class TrajectoryDataset:
             "noise_std": noise_std,
             "controls": None if controls is None else (controls if isinstance(controls, str) else "given"),
             "fractions": list(fractions),
+            # how the states were computed: the solver and its settings, defaults included
+            **{"method": DEFAULT_METHOD, "rtol": DEFAULT_RTOL, "atol": DEFAULT_ATOL, **simulate_options},
         }
-        meta.update({k: v for k, v in simulate_options.items() if isinstance(v, (int, float, str))})
-        return cls(t, x, system.spec(), x_clean=x_clean, u=u, split=splits, t_train=t_train, meta=meta)
+        if controls == "random":
+            meta["control_scale"] = float(control_scale)
+        return cls(t, x_clean if x is None else x, system.spec(), x_clean=x_clean, u=u, split=splits, t_train=t_train,
+                   meta=meta)
 
     # ------------------------------------------------------------------ views
     @property
@@ -192,9 +210,22 @@ class TrajectoryDataset:
 
     def subset(self, index) -> TrajectoryDataset:
         """The trajectories selected by ``index`` (boolean mask or integer indices), as a new dataset."""
-        index = torch.as_tensor(index)
+        n = len(self)
+        try:
+            index = torch.as_tensor(index)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise PhysodeError(f"index must be a boolean mask or integer indices, could not convert it ({exc})") from None
         if index.dtype == torch.bool:
+            if index.shape != (n,):
+                raise PhysodeError(f"a boolean index must be a mask of shape ({n},), one entry per trajectory; "
+                                   f"got shape {tuple(index.shape)}")
             index = index.nonzero().squeeze(1)
+        elif index.dtype.is_floating_point or index.is_complex() or index.ndim > 1:
+            raise PhysodeError(f"index must be a boolean mask ({n},) or 1-D integer indices, got {index.dtype} of shape "
+                               f"{tuple(index.shape)}")
+        elif index.numel() and not -n <= int(index.min()) <= int(index.max()) < n:
+            raise PhysodeError(f"indices must lie in [-{n}, {n}) for {n} trajectories, got {int(index.min())} to "
+                               f"{int(index.max())}")
         t = self.t if self.t.ndim == 1 else self.t[index]
         u = None if self.u is None else self.u[index]
         return TrajectoryDataset(
@@ -206,17 +237,19 @@ class TrajectoryDataset:
         """The ``"train"``, ``"val"`` or ``"test"`` trajectories."""
         if name not in SPLITS:
             raise PhysodeError(f"split name must be one of {', '.join(SPLITS)}, got {name!r}")
-        return self.subset(self.split == SPLITS.index(name))
+        chosen = self.split == SPLITS.index(name)
+        if not chosen.any():
+            raise PhysodeError(f"the dataset has no {name} trajectories (train/val/test: {self._split_counts()}); "
+                               f"generate more trajectories or a larger {name} fraction")
+        return self.subset(chosen)
 
     def part_or(self, name: str, fallback: str, purpose: str | None) -> TrajectoryDataset:
         """The ``name`` trajectories; when there are none, the ``fallback`` ones (a split's name, or ``"all"``)
         with a :class:`~physode.PhysodeWarning` that says what ``purpose`` then runs on (None: no warning)."""
-        counts = [int((self.split == i).sum()) for i in range(len(SPLITS))]
-        if name not in SPLITS or counts[SPLITS.index(name)]:
+        if name not in SPLITS or (self.split == SPLITS.index(name)).any():
             return self.part(name)
         if purpose is not None:
-            counts = "/".join(map(str, counts))
-            warnings.warn(f"the dataset has no {name} trajectories (train/val/test: {counts}), so {purpose} uses "
+            warnings.warn(f"the dataset has no {name} trajectories (train/val/test: {self._split_counts()}), so {purpose} uses "
                           f"{'all' if fallback == 'all' else 'the ' + fallback} trajectories instead; generate more "
                           f"trajectories or a larger {name} fraction", PhysodeWarning, stacklevel=3)
         return self if fallback == "all" else self.part(fallback)
@@ -233,9 +266,13 @@ class TrajectoryDataset:
     def test(self) -> TrajectoryDataset:
         return self.part("test")
 
+    def _split_counts(self) -> str:
+        """``"train/val/test"`` trajectory counts, e.g. ``"51/6/7"``."""
+        return "/".join(str(int((self.split == i).sum())) for i in range(len(SPLITS)))
+
     def summary(self) -> str:
         """One line: system, sizes, grid, noise, horizon and split counts."""
-        counts = "/".join(str(int((self.split == i).sum())) for i in range(3))
+        counts = self._split_counts()
         noise = self.meta.get("noise_std", 0.0)
         controls = "" if self.u is None else f", controls {self.u.shape[2]}"
         return (
@@ -281,6 +318,9 @@ class TrajectoryDataset:
             raise FileFormatError(
                 f"dataset file {str(path)!r} does not exist (or is not a file); create one with `physode simulate`"
             )
+        if not zipfile.is_zipfile(path):
+            raise FileFormatError(f"{str(path)!r} is not a readable physode dataset (.npz): not a .npz archive at all "
+                                  "(a .npy array, another kind of file, or a truncated one); create one with `physode simulate`")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
@@ -311,7 +351,7 @@ class TrajectoryDataset:
                 arrays["t"], arrays["x"], metadata.get("system"), x_clean=arrays["x_clean"], u=arrays.get("u"),
                 split=arrays["split"], t_train=metadata.get("t_train"), meta=metadata.get("meta"),
             )
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # PhysodeError is a ValueError
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:  # incl. PhysodeError
             raise FileFormatError(f"{str(path)!r} is an inconsistent dataset: {exc}") from None
 
 
@@ -333,15 +373,48 @@ def _make_controls(controls, n, n_times, control_dim, scale, gen):
             raise PhysodeError(f"controls must be None, 'random' or an array (N, T-1, C), got {controls!r}")
         scale = positive_float(scale, "control_scale")
         return torch.from_numpy(gen.uniform(-scale, scale, (n, n_times - 1, control_dim)))
-    return as_float_tensor(controls, "controls")
+    controls = as_float_tensor(controls, "controls")
+    if controls.shape != (n, n_times - 1, control_dim):
+        raise PhysodeError(f"controls must have shape (N, T-1, C) = ({n}, {n_times - 1}, {control_dim}), one control per "
+                           f"trajectory and interval, got {tuple(controls.shape)}")
+    return controls
+
+
+def _fractions(fractions) -> tuple[float, float, float]:
+    """``fractions`` checked: three shares (train, val, test) >= 0 summing to 1 with train > 0, as Python floats."""
+    problem = "fractions must be three shares (train, val, test) >= 0 summing to 1 with train > 0"
+    try:
+        shares = np.asarray(fractions, dtype=float)
+    except (TypeError, ValueError):
+        raise PhysodeError(f"{problem}, got {fractions!r}") from None
+    if shares.shape != (3,) or not np.isfinite(shares).all() or (shares < 0).any() or not math.isclose(shares.sum(), 1.0) \
+            or shares[0] == 0:
+        raise PhysodeError(f"{problem}, got {fractions!r}")
+    return tuple(float(f) for f in shares)
+
+
+def _plain_meta(meta) -> dict:
+    """``meta`` as plain JSON values (numpy numbers become Python ones), so that it round-trips through files."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise PhysodeError(f"meta must be a dict of JSON values (numbers, strings, lists, dicts), got {type(meta).__name__}")
+
+    def plain(value):
+        if isinstance(value, np.generic | np.ndarray):
+            return value.tolist()
+        raise PhysodeError(f"meta must hold JSON values (numbers, strings, lists, dicts); {value!r} is a "
+                           f"{type(value).__name__}")
+
+    try:
+        return json.loads(json.dumps(meta, default=plain))
+    except PhysodeError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. keys that JSON cannot write
+        raise PhysodeError(f"meta must hold JSON values with string keys: {exc}") from None
 
 
 def _split_codes(n: int, fractions, gen: np.random.Generator) -> np.ndarray:
-    fractions = np.asarray(fractions, dtype=float)
-    if fractions.shape != (3,) or (fractions < 0).any() or not math.isclose(fractions.sum(), 1.0) or fractions[0] == 0:
-        raise PhysodeError(
-            f"fractions must be three shares (train, val, test) >= 0 summing to 1 with train > 0, got {tuple(fractions)}"
-        )
     n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
     if n - n_val - n_test < 1:
         raise PhysodeError(f"with {n} trajectories and fractions {tuple(fractions)} no trajectory is left to train on")

@@ -53,6 +53,16 @@ def make_folder(path, what: str = "folder") -> Path:
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux: /proc/self/status).
+
+    Setting it to read it (``os.umask``) would, for that moment, let files that other threads create be
+    world-writable; that is the fallback only where /proc is missing.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -90,10 +90,12 @@ def simulate(
     Returns:
         ``(N, T, D)`` float64 trajectories (``(T, D)`` for one state) on ``device``, ``[:, 0] == x0``.
 
-    Gradients: autograd records the solve only when they can flow (grad mode on, and ``x0``, ``u`` or the
+    Gradients: autograd records the solve only when they can flow (grad mode on, and ``x0``, ``t``, ``u`` or the
     parameters of a ``torch.nn.Module`` system require grad); otherwise it runs in ``torch.inference_mode``,
     which is faster. The result is an ordinary tensor either way.
     """
+    if not all(hasattr(system, name) for name in ("vector_field", "state_dim", "control_dim")):
+        raise PhysodeError(f"system must be a physode System (see physode.make_system), got {system!r}")
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
     x0, times, u, single = rollout_inputs(x0, t, u, system.state_dim, system.control_dim)
@@ -113,7 +115,7 @@ def simulate(
     chunks = range(0, n, batch_size)
     intervals = times.shape[1] - 1
     out = []
-    tracked = contextlib.nullcontext() if _gradients_flow(system, x0, u) else torch.inference_mode()
+    tracked = contextlib.nullcontext() if _gradients_flow(system, x0, times, u) else torch.inference_mode()
     with tracked, tqdm(total=len(chunks) * intervals, desc=f"simulate {getattr(system, 'name', '')}", unit="interval",
               disable=not progress) as bar:
         for start in chunks:
@@ -129,8 +131,9 @@ def simulate(
     return result[0] if single else result
 
 
-def _gradients_flow(system, x0, u) -> bool:
-    """Whether autograd must record the solve: grad mode on and ``x0``, ``u`` or the system's parameters need grad.
+def _gradients_flow(system, x0, times, u) -> bool:
+    """Whether autograd must record the solve: grad mode on and ``x0``, the times, ``u`` or the system's parameters
+    need grad.
 
     Otherwise the solve runs in ``torch.inference_mode``, which skips autograd's bookkeeping on every small
     operation (about an eighth of a cheap field's solve time).
@@ -138,7 +141,8 @@ def _gradients_flow(system, x0, u) -> bool:
     if not torch.is_grad_enabled():
         return False
     parameters = system.parameters() if isinstance(system, torch.nn.Module) else ()
-    return x0.requires_grad or (u is not None and u.requires_grad) or any(p.requires_grad for p in parameters)
+    return (x0.requires_grad or times.requires_grad or (u is not None and u.requires_grad)
+            or any(p.requires_grad for p in parameters))
 
 
 def _symplectic(system, x0, times, u, method, step_size, bar):

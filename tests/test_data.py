@@ -121,6 +121,18 @@ def test_saved_files_get_the_usual_permissions(pendulum_data, tmp_path):
     assert saved.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the umask from /proc")
+def test_saving_never_changes_the_process_umask(pendulum_data, tmp_path, monkeypatch):
+    """Setting the umask to read it would, for that moment, make other threads' new files world-writable."""
+    def forbidden(mask):
+        raise AssertionError("os.umask was called")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert pendulum_data.save(tmp_path / "data.npz").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(pendulum_data, tmp_path, monkeypatch):
     path = pendulum_data.save(tmp_path / "data.npz")
     before = path.read_bytes()
@@ -190,6 +202,52 @@ def test_truncated_and_pickled_files_are_refused(pendulum_data, tmp_path):
             np.lib.format.write_array(handle, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(FileFormatError, match="pickle"):
         TrajectoryDataset.load(pickled)
+
+
+def test_a_npy_array_and_a_crafted_zero_d_control_are_refused_as_files(tmp_path):
+    array = tmp_path / "plain.npy"
+    np.save(array, np.zeros(3))  # np.load gives an array, not an archive: was a raw TypeError
+    with pytest.raises(FileFormatError, match="not a .npz archive"):
+        TrajectoryDataset.load(array)
+    path = _write_npz(tmp_path / "scalar_u.npz", metadata=_metadata(system=None), **_valid_arrays(), u=np.array(1.0))
+    with pytest.raises(FileFormatError, match="inconsistent"):  # was a raw IndexError
+        TrajectoryDataset.load(path)
+
+
+def test_datasets_with_gradients_numpy_numbers_and_numpy_fractions_save_and_load(tmp_path):
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    x = torch.zeros(2, 11, 2, dtype=torch.float64, requires_grad=True)  # e.g. a model's rollout
+    data = TrajectoryDataset(t, x, Pendulum().spec(), meta={"seed": np.int64(1), "noise": np.float32(0.5)})
+    assert not data.x.requires_grad and data.meta == {"seed": 1, "noise": 0.5}
+    assert type(data.meta["seed"]) is int
+    assert TrajectoryDataset.load(data.save(tmp_path / "a.npz")).meta == {"seed": 1, "noise": 0.5}
+    shares = np.array([0.5, 0.25, 0.25], dtype=np.float32)
+    generated = TrajectoryDataset.generate(Pendulum(), 4, 1.0, 0.1, fractions=shares)
+    assert TrajectoryDataset.load(generated.save(tmp_path / "b.npz")).meta["fractions"] == [0.5, 0.25, 0.25]
+
+
+def test_the_metadata_records_the_solver_and_the_control_scale():
+    meta = TrajectoryDataset.generate(Pendulum(), 4, 1.0, 0.5, controls="random", control_scale=3.0).meta
+    assert (meta["method"], meta["rtol"], meta["atol"], meta["control_scale"]) == ("dopri8", 1e-14, 1e-14, 3.0)
+    meta = TrajectoryDataset.generate(Pendulum(), 4, 1.0, 0.5, method="rk4", step_size=0.01).meta
+    assert (meta["method"], meta["step_size"]) == ("rk4", 0.01) and "control_scale" not in meta
+
+
+def test_editing_the_observations_leaves_the_clean_states_alone():
+    data = TrajectoryDataset.generate(Pendulum(), 4, 1.0, 0.5, seed=0)  # no noise: x equals x_clean
+    clean = data.x_clean.clone()
+    data.x[:, :, 0] += 1.0
+    torch.testing.assert_close(data.x_clean, clean, rtol=0, atol=0)
+    recorded = TrajectoryDataset(data.t, data.x, None)  # no clean states given: a copy of x
+    recorded.x.zero_()
+    assert recorded.x_clean.abs().sum() > 0
+
+
+def test_subsets_by_mask_and_by_indices_agree(pendulum_data):
+    mask = pendulum_data.split == 1
+    by_mask, by_index = pendulum_data.subset(mask), pendulum_data.subset(mask.nonzero().squeeze(1).tolist())
+    torch.testing.assert_close(by_mask.x, by_index.x, rtol=0, atol=0)
+    torch.testing.assert_close(pendulum_data.subset([-1]).x, pendulum_data.x[-1:], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kwargs, word", [

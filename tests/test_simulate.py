@@ -219,3 +219,14 @@ def test_thousands_of_many_body_trajectories_generate_in_one_call():
     assert float(((energy[:, -1] - energy[:, 0]) / energy[:, 0]).abs().max()) < 1e-6
     momentum = system.momentum(data.x_clean).norm(dim=-1)
     assert float(momentum.max()) < 1e-10
+
+
+def test_a_gradient_with_respect_to_the_times_alone_flows():
+    """d x(t_end) / d t_end is the field at the final state (it was silently cut off by inference mode)."""
+    system = Pendulum()
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    y = simulate(system, torch.tensor([[0.5, 0.0]], dtype=torch.float64), t)
+    assert y.requires_grad
+    y[0, -1, 0].backward()
+    expected = system.vector_field(1.0, y[0, -1].detach())[0]  # d theta / dt = omega at t = 1
+    assert abs(float(t.grad[-1]) - float(expected)) < 1e-8
