@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 import time
 import warnings
@@ -19,7 +18,7 @@ from . import __version__
 from .collect import POLICIES, collect
 from .data import TrajectoryDataset
 from .devices import DEVICES
-from .distributed import World, process_group
+from .distributed import World, launched_processes, process_group
 from .errors import PhysodeError, PhysodeWarning
 from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
@@ -85,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-every", type=int, default=TrainConfig.val_every,
                        help=f"steps between validations and metrics lines (default {TrainConfig.val_every})")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
+    train.add_argument("--overwrite", action="store_true", help="replace a run that OUT already holds")
     _device_option(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
@@ -149,7 +149,7 @@ def _train(args) -> int | None:
     model = build_model(args.model, dataset)
     with process_group(args.device):
         result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
-                     resume=args.resume, device=args.device)
+                     resume=args.resume, overwrite=args.overwrite, device=args.device)
         if not World.current(args.device).main:
             return 130 if result.stopped == "interrupted" else None
     if result.stopped == "interrupted":
@@ -157,7 +157,8 @@ def _train(args) -> int | None:
               f"`physode train --data {args.data} --model {args.model} --out {args.out} --steps {args.steps} "
               f"--seed {args.seed} --batch-size {args.batch_size} --checkpoint-every {args.checkpoint_every} "
               f"--val-every {args.val_every} "
-              f"--device {args.device} --resume`",
+              + (f"--time-limit {args.time_limit} " if args.time_limit is not None else "")
+              + f"--device {args.device} {'--quiet ' if args.quiet else ''}--resume`",
               file=sys.stderr)
         return 130
     print(f"trained {args.model} on {dataset.name}: {result.steps} steps in {result.seconds:.1f}s, "
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
 def _run(argv) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if args.command != "train" and launched_processes() > 1:
             raise PhysodeError(f"`physode {args.command}` runs in one process; of the commands only `physode train` "
                                "runs under torchrun (data parallel): launch this one without torchrun")
         return args.run(args) or 0

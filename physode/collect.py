@@ -7,13 +7,15 @@ them), and the times ``k * dt``. A controlled model trains on it like on simulat
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .checks import affordable, positive_float, positive_int, seed_value
-from .data import TrajectoryDataset, _split_codes
+from .data import TrajectoryDataset, _fractions, _split_codes
 from .errors import PhysodeError, unknown_name
 
 POLICIES = ("random", "zero")
@@ -34,10 +36,12 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
             with this limit, while a given env must allow that many). Episodes that
             terminate earlier are left out (a dataset holds equal-length trajectories); ``meta["discarded"]``
             counts them.
-        dt: time between steps (default: the env's ``dt`` attribute, as classic-control envs have).
+        dt: time between steps, for envs without a ``dt`` attribute (classic-control envs have one, and another
+            value is refused: it would relabel the time axis).
         t_train, fractions: as for :meth:`TrajectoryDataset.generate` (default ``t_train`` half the episode).
     """
     max_steps = None if max_steps is None else positive_int(max_steps, "max_steps")
+    fractions = _fractions(fractions)
     if isinstance(env, str):
         env_id = env
         if env_id.startswith("physode/"):
@@ -64,10 +68,13 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
         raise PhysodeError(f"{env_id} ends every episode after {limit} steps (its max_episode_steps), so no episode "
                            f"reaches max_steps={max_steps}; pass max_steps <= {limit}, or the env id (collect then makes "
                            "it with that limit)")
-    dt = dt if dt is not None else getattr(env.unwrapped, "dt", None)
-    if dt is None:
+    own_dt = getattr(env.unwrapped, "dt", None)
+    if dt is None and own_dt is None:
         raise PhysodeError(f"{env_id} has no dt attribute: pass dt (seconds between steps)")
-    dt = positive_float(dt, "dt")
+    dt = positive_float(own_dt if dt is None else dt, "dt")
+    if own_dt is not None and not math.isclose(dt, float(own_dt), rel_tol=1e-9):
+        raise PhysodeError(f"dt={dt:g} disagrees with the {own_dt:g} s that {env_id} steps (its dt): the recorded times "
+                           "would be wrong; leave dt out, it is read from the env")
     affordable(8.0 * episodes * (max_steps + 1) * (2 * env.observation_space.shape[0] + env.action_space.shape[0]),
                f"{episodes} episodes of {max_steps} steps")
 

@@ -8,6 +8,7 @@ Trajectories are split by trajectory into train / val / test, and in time: model
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
@@ -184,6 +185,18 @@ class TrajectoryDataset:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def fingerprint(self) -> str:
+        """A hash of what models learn from: the system, times, observed states, controls, splits and ``t_train``.
+
+        Checkpoints record it, so that a run is never resumed, nor a trained model reused, on other data.
+        """
+        digest = hashlib.sha256(json.dumps([self.system_spec, self.t_train, self.meta.get("source")]).encode())
+        for array in (self.t, self.x, self.u, self.split):
+            digest.update(b"none" if array is None else str(tuple(array.shape)).encode())
+            if array is not None:
+                digest.update(array.contiguous().numpy())
+        return digest.hexdigest()[:16]
 
     @property
     def n_times(self) -> int:

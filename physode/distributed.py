@@ -70,15 +70,28 @@ class World:
         return torch.cat(parts)
 
 
+def launched_processes() -> int:
+    """How many processes torchrun launched (its ``WORLD_SIZE``; 1 outside torchrun)."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise PhysodeError(f"the environment variable WORLD_SIZE={value!r} is not a number of processes >= 1; unset it, "
+                           "or launch with torchrun, which sets it")
+    return size
+
+
 @contextlib.contextmanager
 def process_group(device="auto"):
     """Within the block, this process is in torchrun's process group (if launched by torchrun).
 
-    Does nothing outside torchrun (no ``WORLD_SIZE`` in the environment) or when a group already
-    exists. Backend: NCCL when ``device`` resolves to a GPU (each process takes the GPU of its
+    Does nothing outside torchrun (no ``WORLD_SIZE`` in the environment, or 1: one process needs no group)
+    or when a group already exists. Backend: NCCL when ``device`` resolves to a GPU (each process takes the GPU of its
     ``LOCAL_RANK``), gloo on the CPU. The group is destroyed on leaving the block.
     """
-    if "WORLD_SIZE" not in os.environ or (dist.is_available() and dist.is_initialized()):
+    if launched_processes() == 1 or (dist.is_available() and dist.is_initialized()):
         yield
         return
     if not dist.is_available():  # pragma: no cover - torch builds without distributed support

@@ -85,7 +85,7 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
     for name in models:
         model_path = out / name / "model.pt"
         if model_path.exists():
-            trained[name] = load_model(model_path, map_location=device)
+            trained[name] = trained_on(dataset, model_path, device)
             log(f"reusing {model_path}")
             continue
         torch.manual_seed(seed)
@@ -116,6 +116,10 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
     from . import plot
 
     figures = out / "figures"
+    for old in figures.glob("*_*.png"):  # a model's figures from an earlier run of the job without that model
+        model_name = old.stem.rsplit("_", 1)[1]
+        if model_name in MODELS and model_name not in models:
+            old.unlink()
     system = dataset.system
     times = torch.tensor(report.times)
     truth = report.trajectories["true system"]  # the rollouts compare already made
@@ -142,19 +146,37 @@ def redraw(run_dir) -> Path:
     if not (out / "data.npz").exists():
         raise PhysodeError(f"{out} is not a run folder (no data.npz); run `physode compare SYSTEM --out {out}` first")
     dataset = TrajectoryDataset.load(out / "data.npz")
-    models = {p.parent.name: load_model(p) for p in sorted(out.glob("*/model.pt"))}
+    settings, names = _last_report(out)
+    paths = [out / name / "model.pt" for name in names] if names else sorted(out.glob("*/model.pt"))
+    models = {p.parent.name: trained_on(dataset, p) for p in paths if p.exists()}
     if not models:
         raise PhysodeError(f"{out} holds no trained models (*/model.pt)")
-    report = compare(models, dataset, **_evaluation_settings(out))
+    report = compare(models, dataset, **settings)
     report.save(out)
     draw(out, dataset, models, report)
     return out
 
 
-def _evaluation_settings(out: Path) -> dict:
-    """The horizons and reference of the run's last report, so that a redraw scores the same way."""
+def trained_on(dataset: TrajectoryDataset, model_path: Path, device="cpu"):
+    """The model at ``model_path``, refused when it was trained on other data than ``dataset`` (the run's data.npz).
+
+    Models from before checkpoints recorded their data's fingerprint are taken as they are.
+    """
+    model = load_model(model_path, map_location=device)
+    recorded = (model.training_info or {}).get("data") if isinstance(model.training_info, dict) else None
+    if recorded is not None and recorded != dataset.fingerprint():
+        raise PhysodeError(f"{model_path} was trained on other data than {model_path.parent.parent / 'data.npz'}; "
+                           f"remove {model_path.parent} to train it afresh on this data, or choose another output folder")
+    return model
+
+
+def _last_report(out: Path) -> tuple[dict, list]:
+    """The horizons and reference of the run's last report, and the models it scored, so that a redraw scores
+    the same models the same way (``({}, [])`` without a readable report.json)."""
     try:
-        meta = json.loads((out / "report.json").read_text())["meta"]
-        return {"horizons": meta["horizons"], "reference": meta.get("reference", "system")}
+        report = json.loads((out / "report.json").read_text())
+        meta = report["meta"]
+        names = [name for name in report["rows"] if name in MODELS]
+        return {"horizons": meta["horizons"], "reference": meta.get("reference", "system")}, names
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        return {}, []

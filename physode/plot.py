@@ -13,7 +13,8 @@ from matplotlib.ticker import LogFormatter
 import numpy as np
 import torch
 
-from .errors import PhysodeError
+from .checks import positive_float, positive_int
+from .errors import FileFormatError, PhysodeError, unknown_name
 from .files import atomic_write
 
 
@@ -36,6 +37,13 @@ def _log_y(ax) -> None:
     ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
 
 
+def _index(value, size: int, name: str, what: str) -> int:
+    """``value`` checked as an index into ``size`` ``what`` (negative counts from the end, as in numpy)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not -size <= value < size:
+        raise PhysodeError(f"{name} must be a whole number from 0 to {size - 1} (there are {size} {what}), got {value!r}")
+    return int(value)
+
+
 def _finish(fig, path):
     fig.tight_layout()
     if path is not None:
@@ -49,16 +57,25 @@ def vector_field_figure(system, model, data_states, points: int = 25, margin: fl
     ``data_states: (M, 2)`` are the training states: their bounding box is drawn as a dashed rectangle,
     and the axes extend ``margin`` of its size beyond it so the reader sees the field outside the data.
     """
-    data_states = torch.as_tensor(data_states, dtype=torch.float64).reshape(-1, data_states.shape[-1])
-    if data_states.shape[1] != 2:
-        raise PhysodeError(f"vector-field plots need 2-D states, got {data_states.shape[1]}; use phase portraits")
+    points = positive_int(points, "points", minimum=2)
+    margin = positive_float(margin, "margin", allow_zero=True)
+    data_states = torch.as_tensor(data_states, dtype=torch.float64)
+    if data_states.ndim == 0 or data_states.shape[-1] != 2:
+        raise PhysodeError(f"vector-field plots need 2-D states, got data_states of shape {tuple(data_states.shape)}; "
+                           "use phase portraits")
+    data_states = data_states.reshape(-1, 2)
+    if len(data_states) == 0:
+        raise PhysodeError("data_states is empty; pass the training states (M, 2), at least one")
     low, high = data_states.min(0).values, data_states.max(0).values
+    half = torch.where(high > low, 0.0, 0.1 * low.abs().clamp_min(1.0))  # one value: a small box around it
+    low, high = low - half, high + half
     pad = margin * (high - low)
     xs, ys = (np.linspace(float(lo - p), float(hi + p), points) for lo, hi, p in zip(low, high, pad, strict=True))
     grid = torch.tensor(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
     with torch.no_grad():
         truth = system.vector_field(0.0, grid)
-        learned = model.vector_field(0.0, grid.to(getattr(model, "torch_dtype", torch.float64))).double()
+        # a model on a GPU answers there (it moves its inputs to its device itself); the truth is on the CPU
+        learned = model.vector_field(0.0, grid.to(getattr(model, "torch_dtype", torch.float64))).detach().double().cpu()
     error = ((learned - truth).norm(dim=-1) / truth.norm(dim=-1).clamp_min(1e-9)).reshape(points, points)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharex=True, sharey=True)
     names = getattr(system, "state_names", ("x1", "x2"))
@@ -80,22 +97,36 @@ def vector_field_figure(system, model, data_states, points: int = 25, margin: fl
 def phase_portrait_figure(times, truth, predictions: dict, dims=(0, 1), n: int = 8, t_train=None, names=None, path=None):
     """Learned rollouts (dashed) over the true ones (solid) from the same initial states, in the plane ``dims``.
 
-    ``truth: (N, T, D)``, ``predictions``: name -> ``(N, T, D)``; the first ``n`` trajectories are drawn,
-    one panel per model. Points after ``t_train`` (extrapolation) are drawn thinner.
+    ``times: (T,) | (N, T)``, ``truth: (N, T, D)``, ``predictions``: name -> ``(N, T, D)``; the first ``n``
+    trajectories are drawn, one panel per model (with no predictions, one panel of the truth alone).
+    Points after ``t_train`` (extrapolation) are drawn thinner.
     """
     truth = np.asarray(truth)
-    times = np.asarray(times)
-    fig, axes = plt.subplots(1, len(predictions), figsize=(4.2 * len(predictions), 4), squeeze=False)
+    if truth.ndim != 3:
+        raise PhysodeError(f"truth must have shape (N, T, D), got {truth.shape}")
+    try:
+        times = np.broadcast_to(np.asarray(times), truth.shape[:2])  # one grid per trajectory
+    except ValueError:
+        raise PhysodeError(f"times must have shape (T,) or (N, T) = {truth.shape[:2]} to match truth, "
+                           f"got {np.shape(times)}") from None
+    if not isinstance(dims, (tuple, list)) or len(dims) != 2:
+        raise PhysodeError(f"dims must be two state indices, such as (0, 1), got {dims!r}")
+    a, b = (_index(d, truth.shape[2], "dims", "state dimensions") for d in dims)
+    panels = {name: np.asarray(pred) for name, pred in predictions.items()} or {"truth": None}
+    for name, pred in panels.items():
+        if pred is not None and pred.shape != truth.shape:
+            raise PhysodeError(f"predictions[{name!r}] must have the shape of truth {truth.shape}, got {pred.shape}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
     colors = plt.cm.tab10(np.arange(n) % 10)
-    a, b = dims
-    for ax, (name, pred) in zip(axes[0], predictions.items(), strict=True):
-        pred = np.asarray(pred)
+    for ax, (name, pred) in zip(axes[0], panels.items(), strict=True):
         for i in range(min(n, len(truth))):
             ax.plot(truth[i, :, a], truth[i, :, b], color=colors[i], lw=1.5, alpha=0.6)
-            inside = times <= (t_train if t_train is not None else times[-1])
+            if pred is None:
+                continue
+            inside = times[i] <= (t_train if t_train is not None else times[i, -1])
             ax.plot(pred[i, inside, a], pred[i, inside, b], color=colors[i], ls="--", lw=1.2)
             ax.plot(pred[i, ~inside, a], pred[i, ~inside, b], color=colors[i], ls=":", lw=0.8)
-        ax.set_title(f"{name} (dashed) vs truth")
+        ax.set_title("truth" if pred is None else f"{name} (dashed) vs truth")
         if names is not None:
             ax.set(xlabel=names[a], ylabel=names[b])
     return _finish(fig, path)
@@ -103,10 +134,12 @@ def phase_portrait_figure(times, truth, predictions: dict, dims=(0, 1), n: int =
 
 def error_horizon_figure(report, statistic: str = "median", path=None):
     """Rollout error against time for every model of a :class:`~physode.evaluate.Report`, log scale."""
+    models = {name: curves for name, curves in report.curves.items() if name != "true system"}
+    valid = set.intersection(*(set(curves) for curves in models.values())) if models else set()
+    if statistic not in valid:
+        raise unknown_name("statistic", statistic, valid)
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, curves in report.curves.items():
-        if name == "true system":
-            continue
+    for name, curves in models.items():
         ax.plot(report.times, np.maximum(curves[statistic], 1e-12), label=name)
     _log_y(ax)
     ax.axvline(report.meta["t_train"], color="gray", ls="--", lw=1, label="training horizon")
@@ -133,19 +166,24 @@ def training_figure(metrics, path=None):
     if isinstance(metrics, (str, Path)):
         from .train import read_metrics
 
-        metrics = read_metrics(metrics)
+        try:
+            metrics = read_metrics(metrics)
+        except OSError as exc:
+            raise FileFormatError(f"cannot read metrics file {str(metrics)!r} ({exc.strerror}); pass the "
+                                  "metrics.jsonl that training wrote in its output folder, or a list of its records") from None
     metrics = [m for m in metrics if "event" not in m]  # rollbacks are recorded too
     if not metrics:
         raise PhysodeError("no metrics to plot; train first (metrics.jsonl is empty)")
     steps = [m["step"] for m in metrics]
+    marker = "o" if len(steps) < 2 else None  # a line through one point draws nothing
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(steps, [m["loss"] for m in metrics], label="training loss")
-    left.plot(steps, [m["val_error"] for m in metrics], label="validation error")
+    left.plot(steps, [m["loss"] for m in metrics], marker=marker, label="training loss")
+    left.plot(steps, [m["val_error"] for m in metrics], marker=marker, label="validation error")
     _log_y(left)
     left.set(xlabel="step", title="Loss")
     left.legend()
-    right.plot(steps, [m["nfe_forward"] for m in metrics], label="forward NFE")
-    right.plot(steps, [m["nfe_backward"] for m in metrics], label="backward NFE")
+    right.plot(steps, [m["nfe_forward"] for m in metrics], marker=marker, label="forward NFE")
+    right.plot(steps, [m["nfe_backward"] for m in metrics], marker=marker, label="backward NFE")
     right.set(xlabel="step", ylabel="function evaluations", title="NFE per step")
     right.legend()
     return _finish(fig, path)
@@ -154,8 +192,10 @@ def training_figure(metrics, path=None):
 def orbits_figure(system, truth, prediction, index: int = 0, path=None):
     """n-body orbits in the plane (first two coordinates): true (solid) against learned (dashed), one trajectory."""
     n, dim = system.params.n_bodies, system.params.dim
-    true_q = np.asarray(truth)[index, :, : n * dim].reshape(-1, n, dim)
-    pred_q = np.asarray(prediction)[index, :, : n * dim].reshape(-1, n, dim)
+    truth, prediction = np.asarray(truth), np.asarray(prediction)
+    index = _index(index, min(len(truth), len(prediction)), "index", "trajectories")
+    true_q = truth[index, :, : n * dim].reshape(-1, n, dim)
+    pred_q = prediction[index, :, : n * dim].reshape(-1, n, dim)
     fig, ax = plt.subplots(figsize=(5, 5))
     for body in range(n):
         line = ax.plot(true_q[:, body, 0], true_q[:, body, 1], lw=1.5)[0]

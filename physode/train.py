@@ -206,7 +206,7 @@ class _WindowLoss(torch.nn.Module):
 
 
 def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | None = None, *, out_dir=None,
-        progress: bool = False, resume: bool = False, device="auto") -> TrainResult:
+        progress: bool = False, resume: bool = False, overwrite: bool = False, device="auto") -> TrainResult:
     """Train ``model`` on ``dataset`` (its train split; the val split for early stopping).
 
     With ``out_dir``, appends one JSON line per validation to ``metrics.jsonl``, writes the full trainer
@@ -216,7 +216,11 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     curriculum, early-stopping and rollback state, so that a run killed and resumed ends with the same
     weights as an uninterrupted one (bit for bit on CPU, without ``time_limit``). Other settings are
     refused, except ``steps`` (to extend a run) and ``time_limit``. ``metrics.jsonl`` is rewritten from
-    the checkpoint on resume (lines written after it are dropped and written again).
+    the checkpoint on resume (lines written after it are dropped and written again). Resuming on other data
+    than the run's (another :meth:`~physode.TrajectoryDataset.fingerprint`) is refused.
+
+    A fresh run (no ``resume``) into an ``out_dir`` that already holds a run (``model.pt`` or ``checkpoint.pt``)
+    is refused, so that nothing trained is lost; ``overwrite=True`` replaces that run.
 
     SIGINT (Ctrl-C) stops between two steps: with ``out_dir`` the state is checkpointed, ``model.pt`` is
     not written, and the result says ``stopped="interrupted"``; resume to continue.
@@ -231,11 +235,17 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     _check_compatible(model, dataset)
     device = resolve_device(device)
     world = World.current(device)
-    train, val = dataset.train, dataset.part_or("val", "train", "validation (early stopping, the best model)")
+    train = dataset.train
     affordable(8.0 * config.batch_size * (config.window + 1) * max(dataset.state_dim, 64),
                f"a training batch of batch_size={config.batch_size} windows", "pass a smaller batch_size")
     # resuming needs the folder of the run (its checkpoint): not made here, so a failed resume leaves nothing behind
     out = None if out_dir is None else Path(out_dir) if resume else make_folder(out_dir, "run folder")
+    if out is not None and not resume and not overwrite:
+        held = [name for name in ("model.pt", "checkpoint.pt") if (out / name).exists()]
+        if held:
+            raise PhysodeError(f"{out} already holds a run ({', '.join(held)}); continue it with resume (--resume), "
+                               "replace it with overwrite (--overwrite), or choose another output folder")
+    data_id = dataset.fingerprint()
     writer = out if world.main else None  # where this rank writes metrics and checkpoints
 
     model.to(device)
@@ -252,12 +262,14 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
              "history": [], "seconds": 0.0, "failures": 0, "lr_factor": 1.0, "stopped": "steps", "loss": math.nan,
              "good": (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))}
     if resume:
-        state = _resume(out, model, optimizer, schedule, windows, dataset.system_spec, config)
+        state = _resume(out, model, optimizer, schedule, windows, dataset, data_id, config)
         if writer is not None:
             write_metrics(out / "metrics.jsonl", state["history"])  # drop lines written after the checkpoint
     elif writer is not None:  # a fresh run in an old folder: nothing of the old run may pass for this one's
         for name in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
             (out / name).unlink(missing_ok=True)
+    # after every input check, so that a warning never precedes an error
+    val = dataset.part_or("val", "train", "validation (early stopping, the best model)")
     loss = _WindowLoss(model)
     if world.size > 1:
         loss = torch.nn.parallel.DistributedDataParallel(loss, device_ids=[device] if device.type == "cuda" else None)
@@ -295,7 +307,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
             stepped = state["step"] != before  # not after a rollback
             if stopped == "steps" and stepped and writer is not None and state["step"] % config.checkpoint_every == 0:
                 state["seconds"] = time.perf_counter() - start_time
-                _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
+                _save_state(out, model, dataset, data_id, optimizer, schedule, windows, state, config)
     if stopped == "time_limit" and state["step"] and not any(r.get("step") == state["step"] for r in _validations(state)):
         # the steps since the last validation count too (before the first validation: they are all there is)
         _validation(model, optimizer, config, state, validate, writer, start_time, bar)
@@ -303,7 +315,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     state["stopped"] = stopped
     if writer is not None:  # the current weights, so that a resume continues exactly here
         state["seconds"] = time.perf_counter() - start_time
-        _save_state(out, model, dataset, optimizer, schedule, windows, state, config)
+        _save_state(out, model, dataset, data_id, optimizer, schedule, windows, state, config)
     if stopped == "interrupted":
         model.load_state_dict(state["best_weights"])
         model.eval()
@@ -321,7 +333,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     if writer is not None:
         save_checkpoint(out / "model.pt", model, system_spec=dataset.system_spec,
                         training={"steps": state["step"], "seconds": seconds, "best_val_error": state["best"],
-                                  "stopped": stopped})
+                                  "stopped": stopped, "data": data_id})
     return TrainResult(model, state["step"], seconds, state["best"], stopped, _validations(state))
 
 
@@ -504,9 +516,9 @@ def _lbfgs_polish(model, loss_module, windows, config):
         model.load_state_dict(before)
 
 
-def _save_state(out, model, dataset, optimizer, schedule, windows, state, config):
+def _save_state(out, model, dataset, data_id, optimizer, schedule, windows, state, config):
     save_checkpoint(
-        out / "checkpoint.pt", model, system_spec=dataset.system_spec,
+        out / "checkpoint.pt", model, system_spec=dataset.system_spec, data=data_id,
         trainer={"step": state["step"], "best": state["best"], "since_best": state["since_best"],
                  "seconds": state["seconds"], "history": state["history"], "best_weights": state["best_weights"],
                  "failures": state["failures"], "good_model": state["good"][0], "good_optimizer": state["good"][1],
@@ -524,12 +536,19 @@ def _resumable(config) -> dict:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("time_limit", "steps")}
 
 
-def _resume(out, model, optimizer, schedule, windows, dataset_spec, config):
+def _resume(out, model, optimizer, schedule, windows, dataset, data_id, config):
     if out is None:
         raise PhysodeError("resume=True needs the out_dir of the run to continue")
     payload = load_checkpoint(out / "checkpoint.pt")
+    if payload.get("system") != dataset.system_spec:
+        raise PhysodeError(f"{out / 'checkpoint.pt'} was trained on another system ({payload.get('system')}); "
+                           "resume with the same dataset")
+    if payload.get("data", data_id) != data_id:  # checkpoints from before fingerprints are not checked
+        raise PhysodeError(f"{out / 'checkpoint.pt'} was trained on other data than the {dataset.name} data given now "
+                           f"(fingerprint {payload.get('data')} vs {data_id}); resume with the dataset it was trained on, "
+                           "or start a fresh run (overwrite, or another output folder)")
     try:
-        return _resumed_state(out, payload, model, optimizer, schedule, windows, dataset_spec, config)
+        return _resumed_state(out, payload, model, optimizer, schedule, windows, config)
     except PhysodeError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:  # a damaged trainer state
@@ -537,14 +556,11 @@ def _resume(out, model, optimizer, schedule, windows, dataset_spec, config):
                               f"{str(exc)[:120]}); start the run afresh (without resume) or restore the file") from None
 
 
-def _resumed_state(out, payload, model, optimizer, schedule, windows, dataset_spec, config) -> dict:
+def _resumed_state(out, payload, model, optimizer, schedule, windows, config) -> dict:
     """The trainer state of ``payload`` (a loaded checkpoint.pt), checked against this run and loaded into it."""
     trainer = payload.get("trainer")
     if not isinstance(trainer, dict):
         raise PhysodeError(f"{out / 'checkpoint.pt'} holds no trainer state to resume from")
-    if payload.get("system") != dataset_spec:
-        raise PhysodeError(f"{out / 'checkpoint.pt'} was trained on another system ({payload.get('system')}); "
-                           "resume with the same dataset")
     if payload["model"]["class"] != type(model).__name__ or payload["model"]["config"] != model.config():
         raise PhysodeError(f"{out / 'checkpoint.pt'} was written for another model ({payload['model']['class']}); "
                            "resume with the same model settings")

@@ -71,3 +71,49 @@ def test_console_script_and_module_entry_points(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "physode", "simulate", "pendulum", "--dt", "-1", "-o", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_train_refuses_an_old_run_folder_and_resumes_only_on_the_same_data(tmp_path, capsys):
+    data, other, run = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "run"
+    for path, seed in ((data, "0"), (other, "7")):
+        assert main(["simulate", "pendulum", "--n", "8", "--t-end", "1", "--seed", seed, "-o", str(path), "--quiet"]) == 0
+    train = ["train", "--data", str(data), "--out", str(run), "--steps", "4", "--batch-size", "4",
+             "--checkpoint-every", "2", "--val-every", "2", "--quiet"]
+    assert main(train) == 0
+    finished = {name: (run / name).read_bytes() for name in ("model.pt", "checkpoint.pt", "metrics.jsonl")}
+    capsys.readouterr()
+    assert main(train) == 2  # it deleted the finished run's files before training
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a run" in err[0] and "--overwrite" in err[0]
+    assert {name: (run / name).read_bytes() for name in finished} == finished
+    resume_other = ["train", "--data", str(other), *train[3:], "--resume"]
+    assert main(resume_other) == 2  # it resumed on other data with the old normalisation and best error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other data" in err[0]
+    assert main([*train, "--overwrite"]) == 0 and (run / "model.pt").read_bytes() != b""
+
+
+def test_an_error_after_an_empty_split_prints_one_line(tmp_path, capsys):
+    """A warning about the missing val split came before the error: two lines on stderr."""
+    data = tmp_path / "tiny.npz"
+    assert main(["simulate", "pendulum", "--n", "4", "--t-end", "1", "-o", str(data), "--quiet"]) == 0  # 4/0/0
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--batch-size", "1000000000000",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("physode: error:") and "batch_size" in err[0]
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_resume_command_printed_after_ctrl_c_keeps_the_time_limit(tmp_path, capsys, monkeypatch):
+    import physode.cli
+    from physode.train import TrainResult
+
+    data = tmp_path / "d.npz"
+    assert main(["simulate", "pendulum", "--n", "8", "--t-end", "1", "-o", str(data), "--quiet"]) == 0
+    monkeypatch.setattr(physode.cli, "fit", lambda model, *a, **k: TrainResult(model, 3, 1.0, 0.5, "interrupted", []))
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--time-limit", "600", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "--time-limit 600.0 " in err and "--quiet --resume`" in err

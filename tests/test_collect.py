@@ -62,6 +62,10 @@ def test_bad_collections_are_refused(tmp_path, capsys):
         collect(PendulumEnv(), 2)  # a bare env: no spec, so no episode length
     with pytest.raises(PhysodeError, match="GiB"):
         collect("Pendulum-v1", 10**12)
+    with pytest.raises(PhysodeError, match="dt=0.5 disagrees with the 0.05 s"):  # relabelled the time axis
+        collect("Pendulum-v1", 2, max_steps=4, dt=0.5)
+    with pytest.raises(PhysodeError, match="fractions"):
+        collect("Pendulum-v1", 2, max_steps=4, fractions=(1.0, 1.0, 1.0))
     with pytest.raises(PhysodeError, match="ended before"):  # NBody episodes end when a body escapes
         collect(gym.make("physode/NBody-v0", escape_radius=0.5), 1, max_steps=400)
     out = tmp_path / "d.npz"

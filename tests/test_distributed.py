@@ -130,3 +130,20 @@ def test_other_commands_refuse_to_run_under_torchrun(monkeypatch, tmp_path, caps
     out = tmp_path / "d.npz"
     assert main(["simulate", "pendulum", "--n", "4", "-o", str(out), "--quiet"]) == 2
     assert "only `physode train` runs under torchrun" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("value, code", [("abc", 2), ("0", 2), ("1", 0)])
+def test_world_size_outside_torchrun(value, code, monkeypatch, tmp_path, capsys):
+    """WORLD_SIZE=abc gave a ValueError traceback; WORLD_SIZE=1 tried to join a process group without RANK."""
+    from physode.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", value)
+    out = tmp_path / "d.npz"
+    with monkeypatch.context() as plain:
+        plain.delenv("WORLD_SIZE")
+        assert main(["simulate", "pendulum", "--n", "4", "--t-end", "1", "-o", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(out), "--out", str(tmp_path / "r"), "--steps", "2", "--batch-size", "2",
+                 "--quiet"]) == code
+    err = capsys.readouterr().err
+    assert ("WORLD_SIZE" in err and len(err.strip().splitlines()) == 1) if code else (tmp_path / "r" / "model.pt").exists()

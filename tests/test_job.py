@@ -60,3 +60,24 @@ def test_compare_refuses_horizons_beyond_the_data_before_training(tmp_path, caps
     assert (run / "report.json").read_bytes() == before  # nothing already written is touched
     assert main(["plot", str(run)]) == 0  # the redraw keeps the run's reference and horizons
     assert json.loads((run / "report.json").read_text())["meta"]["reference"] == "data"
+
+
+def test_a_model_trained_on_other_data_is_not_reused_and_figures_follow_the_models(tmp_path, capsys):
+    """The job reused model.pt because the file existed, whatever data it was trained on; a rerun with fewer
+    models kept the dropped models' figures, and `physode plot` scored every model.pt of the folder."""
+    run = tmp_path / "run"
+    args = ["compare", "pendulum", "--preset", "smoke", "--out", str(run), "--quiet"]
+    assert main([*args, "--models", "resnet,node"]) == 0
+    assert (run / "figures" / "vector_field_node.png").exists()
+    assert main([*args, "--models", "resnet"]) == 0
+    assert not (run / "figures" / "vector_field_node.png").exists()
+    assert (run / "figures" / "vector_field_resnet.png").exists()
+    assert set(json.loads((run / "report.json").read_text())["rows"]) == {"true system", "resnet"}
+    assert main(["plot", str(run)]) == 0
+    assert set(json.loads((run / "report.json").read_text())["rows"]) == {"true system", "resnet"}
+    (run / "data.npz").unlink()  # the data is simulated again, with another seed: the old models do not fit it
+    capsys.readouterr()
+    before = (run / "resnet" / "model.pt").read_bytes()
+    assert main([*args, "--models", "resnet", "--seed", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained on other data" in err[0] and (run / "resnet" / "model.pt").read_bytes() == before

@@ -228,20 +228,38 @@ def test_normalisation_comes_from_the_training_horizon(tmp_path):
     torch.testing.assert_close(model.x_mean.double(), seen.mean(0), rtol=1e-6, atol=1e-7)
 
 
-def test_a_fresh_run_in_an_old_folder_leaves_nothing_of_the_old_run(small_pendulum, tmp_path):
-    """Its model.pt outlived a new run that failed, and passed for that run's result."""
+def test_a_fresh_run_in_an_old_folder_is_refused_and_overwrite_leaves_nothing_of_the_old_run(small_pendulum, tmp_path):
+    """A fresh run deleted a finished run's model.pt before training; with overwrite, the old model.pt must not
+    outlive a new run that fails and pass for its result."""
     fit(build_model("node", small_pendulum, hidden=8), small_pendulum, TrainConfig(steps=2, batch_size=4, window=3),
         out_dir=tmp_path)
-    assert (tmp_path / "model.pt").exists() and (tmp_path / "checkpoint.pt").exists()
+    files = {name: (tmp_path / name).read_bytes() for name in ("model.pt", "checkpoint.pt", "metrics.jsonl")}
     model = build_model("node", small_pendulum, hidden=8)
+    with pytest.raises(PhysodeError, match="already holds a run.*overwrite"):
+        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path)
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files  # nothing lost
 
     def broken(t, z, u):
         raise SolverError("step size underflow")
 
     model.flow = broken
     with pytest.raises(PhysodeError, match="failures in a row"):
-        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path)
+        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path, overwrite=True)
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_resuming_or_reusing_a_run_on_other_data_is_refused(small_pendulum, tmp_path):
+    """Only the system was compared: a resume on other data kept the old normalisation and best error."""
+    config = TrainConfig(steps=4, batch_size=4, window=3, checkpoint_every=2)
+    fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config, out_dir=tmp_path)
+    other = TrajectoryDataset.generate(physode.Pendulum(), len(small_pendulum), small_pendulum.meta["t_end"],
+                                       small_pendulum.meta["dt"], seed=99)
+    assert other.fingerprint() != small_pendulum.fingerprint()
+    assert small_pendulum.fingerprint() == small_pendulum.subset(list(range(len(small_pendulum)))).fingerprint()
+    with pytest.raises(PhysodeError, match="other data"):
+        fit(build_model("node", other, hidden=8), other, TrainConfig(steps=6, batch_size=4, window=3,
+                                                                       checkpoint_every=2), out_dir=tmp_path, resume=True)
+    assert load_model(tmp_path / "model.pt").training_info["data"] == small_pendulum.fingerprint()
 
 
 @pytest.mark.parametrize("damage", ["no optimizer", "step as text", "generator garbage"])
