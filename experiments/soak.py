@@ -36,7 +36,7 @@ def cycle(data, folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = physode.build_model("node", data, hidden=16)
     physode.fit(model, data, physode.TrainConfig(steps=20, batch_size=16, window=4, val_every=10, checkpoint_every=10),
-                out_dir=folder)
+                out_dir=folder, overwrite=True)  # every third cycle reuses a folder
     model = physode.load_model(folder / "model.pt")
     physode.compare({"node": model}, data, horizons=(1.0, 2.0), grid_points=8)
     physode.plot.training_figure(folder / "metrics.jsonl", path=folder / "training.png")
