@@ -11,12 +11,18 @@ weights for fixed-step solvers; for dopri5 it does, so that row is indicative on
 The rows take turns: five rounds, each measuring every row for a fifth of its time (2 s of its 10 s),
 and each row reports the median of its five rates (and their range), so that a slow spell of the
 machine falls on all rows alike instead of on whichever row it happens to meet.
+
+Then the parts of one learned RK4 step of the 1024 envs are timed alone (median of repeats, in
+``torch.inference_mode`` as the env runs them): one evaluation of the network (an RK4 step makes four),
+torchdiffeq's ``odeint`` taking that RK4 step directly, physode's ``rollout`` taking it (with its input
+checks, grid and failure handling), and the kernels the network is made of.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import timeit
 
 import gymnasium as gym
 import torch
@@ -25,6 +31,10 @@ from _common import experiment_parser, write_outputs
 import physode
 import physode.envs
 from physode.envs import PENDULUM_V1
+from physode.envs.learned import _with_solver
+from torchdiffeq import odeint
+
+DT = 0.05  #: the pendulum env's step, and the learned env's one RK4 step
 
 
 def started(envs):
@@ -51,6 +61,28 @@ def learned_model(hidden: int = 64):
     torch.nn.init.normal_(model.net[-1].weight, std=0.1)  # a non-trivial field, as after training
     model.system_spec = physode.Pendulum().spec()
     return model
+
+
+def learned_step_parts(n: int, repeats: int) -> dict:
+    """Median microseconds of the parts of one learned RK4 step of ``n`` envs, each timed alone."""
+    model = _with_solver(learned_model(), "rk4", None, DT)
+    gen = torch.Generator().manual_seed(0)  # float64 states, actions and times, as the env passes them
+    x, u = torch.randn(n, 2, generator=gen, dtype=torch.float64), torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    t = torch.tensor([0.0, DT], dtype=torch.float64)
+    x32, u32 = x.float(), u.float()  # the model's own dtype, for the direct solve
+    z, w = torch.randn(n, 64, generator=gen), torch.randn(64, 64, generator=gen)
+    parts = {
+        "one network evaluation (an RK4 step makes four)": lambda: model.vector_field(0.0, x, u),
+        "torchdiffeq odeint, one RK4 step of the network": lambda: odeint(lambda s, y: model.vector_field(s, y, u32), x32,
+                                                                          t, method="rk4"),
+        "physode rollout, one RK4 step (checks, grid, failure handling)": lambda: model.rollout(x, t, u),
+        f"torch.tanh of {n} x 64 float32": lambda: torch.tanh(z),
+        f"torch.sigmoid of {n} x 64 float32": lambda: torch.sigmoid(z),
+        f"torch.addmm of {n} x 64 by 64 x 64": lambda: torch.addmm(z, z, w),
+    }
+    with torch.inference_mode():
+        return {name: statistics.median(timeit.repeat(fn, number=20, repeat=repeats)) / 20 * 1e6
+                for name, fn in parts.items()}
 
 
 def main() -> None:
@@ -87,9 +119,15 @@ def main() -> None:
              "| env | envs | env-steps/s | vs (a) |", "|---|---|---|---|"]
     lines += [f"| {r['env']} | {r['num_envs']} | {r['steps_per_s']:,.0f} ({min(r['rounds']):,.0f} to "
               f"{max(r['rounds']):,.0f}) | {r['vs_baseline']:.1f}x |" for r in rows]
+    parts = learned_step_parts(n, 5 if args.quick else 25)
+    learned = next(r for r in rows if r["env"].startswith("(c)"))
+    lines += ["", f"One learned step of {n} envs (row (c), RK4): {n / learned['steps_per_s'] * 1e6:,.0f} µs in the env; "
+              "its parts timed alone (median):", "", "| part | µs |", "|---|---|"]
+    lines += [f"| {name} | {us:,.0f} |" for name, us in parts.items()]
     table = "\n".join(lines)
     print(table)
-    write_outputs(args, "bench_envs_quick" if args.quick else "bench_envs", "Env-steps per second", table, raw={"rows": rows})
+    write_outputs(args, "bench_envs_quick" if args.quick else "bench_envs", "Env-steps per second", table,
+                  raw={"rows": rows, "learned_step_parts_us": parts})
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ def test_compare_all_quick(tmp_path):
 
 def test_bench_envs_quick(tmp_path):
     out = run("bench_envs.py", "--results", str(tmp_path))
-    rows = json.loads((tmp_path / "bench_envs_quick.json").read_text())["rows"]
+    raw = json.loads((tmp_path / "bench_envs_quick.json").read_text())
+    rows, parts = raw["rows"], raw["learned_step_parts_us"]
     assert "Pendulum-v1" in out and len(rows) == 5 and all(r["steps_per_s"] > 0 for r in rows)
     assert rows[0]["vs_baseline"] == 1.0
+    assert len(parts) == 6 and all(us > 0 for us in parts.values()) and "its parts timed alone" in out
 
 
 def test_gym_pendulum_quick(tmp_path):

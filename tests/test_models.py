@@ -316,3 +316,14 @@ def test_a_blowing_up_field_gives_a_solver_error_not_a_traceback():
 
 def test_a_numpy_integer_is_a_state_dim():
     assert HamiltonianODE(np.int64(2)).state_dim == 2 and NeuralODE(np.int64(3)).state_dim == 3
+
+
+def test_float32_times_do_not_double_the_fixed_steps():
+    """0.05 in float32 is 0.0500000007: the interval took two RK4 steps of step_size=0.05 instead of one."""
+    model = NeuralODE(2, solver="rk4", step_size=0.05)
+    with torch.no_grad():
+        model.rollout(torch.zeros(3, 2), torch.tensor([0.0, 0.05, 0.1], dtype=torch.float32))
+    assert model.nfe_forward == 4 * 2  # one RK4 step per interval
+    with torch.no_grad():
+        model.rollout(torch.zeros(3, 2), torch.tensor([0.0, 0.0501], dtype=torch.float64))
+    assert model.nfe_forward == 4 * 2  # an interval really longer than step_size still takes two
