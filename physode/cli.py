@@ -22,7 +22,7 @@ from .distributed import World, launched_processes, process_group
 from .errors import PhysodeError, PhysodeWarning
 from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
-from .job import PRESETS, redraw, run_compare
+from .job import PRESETS, evaluate_models, redraw, run_compare
 from .models import MODELS
 from .systems import SYSTEMS, make_system
 from .train import TrainConfig, build_model, fit
@@ -95,13 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", default=None, help="run folder (default runs/SYSTEM-TIMESTAMP); existing stages are reused")
     comp.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     comp.add_argument("--seed", type=int, default=0, help="seed of data, weights and windows (default 0)")
-    comp.add_argument("--horizons", type=float, nargs="+", default=None, metavar="H",
-                      help="evaluation horizons in multiples of the training horizon (default 1 2 4; against the data: 1, end)")
-    comp.add_argument("--reference", choices=REFERENCES, default="system",
-                      help="score against the simulated system (default; any horizon) or the dataset's own test trajectories")
+    _evaluation_options(comp)
     _device_option(comp)
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
     comp.set_defaults(run=_compare)
+
+    ev = commands.add_parser("evaluate", help="score trained models on a dataset of their system: report and figures")
+    ev.add_argument("models", nargs="+", metavar="MODEL",
+                    help="model.pt files, or the run folders holding them; each model is named after its folder")
+    ev.add_argument("--data", required=True, help="dataset (.npz) of the models' system, e.g. from `physode simulate`")
+    ev.add_argument("--out", required=True, help="folder for report.json, report.md and figures/")
+    _evaluation_options(ev)
+    _device_option(ev)
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(run=_evaluate)
 
     rec = commands.add_parser("collect", help="record episodes of any Gymnasium env (Box spaces) as a dataset (.npz)")
     rec.add_argument("--env", required=True, help="a Gymnasium id, e.g. Pendulum-v1 or physode/Pendulum-v0")
@@ -118,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("run_dir", help="a folder written by `physode compare`")
     draw.set_defaults(run=lambda args: print(f"redrew {redraw(args.run_dir)}/figures and the report"))
     return parser
+
+
+def _evaluation_options(parser) -> None:
+    parser.add_argument("--horizons", type=float, nargs="+", default=None, metavar="H",
+                        help="evaluation horizons in multiples of the training horizon (default 1 2 4; against the data: 1, end)")
+    parser.add_argument("--reference", choices=REFERENCES, default="system",
+                        help="score against the simulated system (default; any horizon) or the dataset's own test trajectories")
 
 
 def _device_option(parser) -> None:
@@ -169,6 +183,11 @@ def _collect(args) -> None:
     dataset = collect(args.env, args.episodes, args.policy, seed=args.seed, max_steps=args.max_steps, dt=args.dt,
                       progress=not args.quiet and sys.stderr.isatty())
     print(f"wrote {dataset.save(args.out)}: {dataset.summary()}")
+
+
+def _evaluate(args) -> None:
+    evaluate_models(args.data, args.models, args.out, horizons=args.horizons, reference=args.reference,
+                    progress=not args.quiet and sys.stderr.isatty(), device=args.device)
 
 
 def _compare(args) -> None:

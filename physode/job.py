@@ -1,4 +1,5 @@
-"""The main job behind ``physode compare SYSTEM``: simulate, train every model, evaluate, draw.
+"""The main job behind ``physode compare SYSTEM``: simulate, train every model, evaluate, draw; and
+``physode evaluate``, which scores models trained elsewhere on a given dataset.
 
 Everything lands in one run folder (default ``runs/<system>-<timestamp>/``):
 
@@ -26,6 +27,7 @@ from .checkpoint import load_model
 from .data import TrajectoryDataset
 from .devices import resolve_device
 from .errors import PhysodeError, unknown_name
+from .files import make_folder
 from .evaluate import compare, evaluation_horizons
 from .models import MODELS
 from .systems import SYSTEMS, make_system
@@ -106,8 +108,39 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
     return out
 
 
-def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: bool = False) -> None:
-    """Write every figure of a run into ``out/figures``."""
+def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: str = "system", progress: bool = False,
+                    device="auto", log=print) -> Path:
+    """``physode evaluate``: score trained models on the dataset at ``data_path``; returns ``out_dir``.
+
+    ``model_paths``: ``model.pt`` files or the run folders that hold them; each model is named after its
+    folder (``runs/pend/node/model.pt`` is ``node``). Unlike the models of :func:`run_compare`, they may have
+    been trained on other data (e.g. scored on held-out trajectories of their system): only the system must
+    match. Writes ``report.json``, ``report.md`` and ``figures/`` (with each model's training curves from the
+    ``metrics.jsonl`` beside its ``model.pt``) into ``out_dir``.
+    """
+    device = resolve_device(device)
+    dataset = TrajectoryDataset.load(data_path)
+    models, runs = {}, {}
+    for given in model_paths:
+        path = Path(given) / "model.pt" if Path(given).is_dir() else Path(given)
+        name = path.resolve().parent.name or "model"
+        if name in models:
+            raise PhysodeError(f"two models would both be named {name!r} (after their folders: {runs[name]} and "
+                               f"{path.parent}); give each model.pt its own folder name")
+        models[name], runs[name] = load_model(path, map_location=device), path.parent
+    report = compare(models, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
+    out = make_folder(out_dir, "output folder")
+    report.save(out)
+    draw(out, dataset, models, report, progress=progress, runs=runs)
+    log(report.to_markdown())
+    log(f"wrote {out}/report.md, report.json and figures/")
+    return out
+
+
+def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: bool = False,
+         runs: dict | None = None) -> None:
+    """Write every figure of a run into ``out/figures``; ``runs`` maps model names to the folders holding their
+    ``metrics.jsonl`` (default ``out/<name>``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,7 +167,7 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
             plot.vector_field_figure(system, model, train_states, path=figures / f"vector_field_{name}.png")
         elif dataset.system_spec["name"] == "nbody":
             plot.orbits_figure(system, truth, rollouts[name], path=figures / f"orbits_{name}.png")
-        metrics = out / name / "metrics.jsonl"
+        metrics = (runs or {}).get(name, out / name) / "metrics.jsonl"
         if metrics.exists() and metrics.read_text().strip():
             plot.training_figure(metrics, path=figures / f"training_{name}.png")
         plt.close("all")

@@ -81,3 +81,30 @@ def test_a_model_trained_on_other_data_is_not_reused_and_figures_follow_the_mode
     assert main([*args, "--models", "resnet", "--seed", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trained on other data" in err[0] and (run / "resnet" / "model.pt").read_bytes() == before
+
+
+def test_evaluate_scores_models_trained_elsewhere_on_held_out_data(tmp_path, capsys):
+    """A model from `physode train` could not be scored from the command line (there was no `physode evaluate`)."""
+    train_data, held_out = tmp_path / "train.npz", tmp_path / "held_out.npz"
+    for path, seed in ((train_data, "0"), (held_out, "5")):
+        assert main(["simulate", "pendulum", "--n", "12", "--t-end", "2", "--seed", seed, "-o", str(path), "--quiet"]) == 0
+    for model in ("node", "resnet"):
+        assert main(["train", "--data", str(train_data), "--model", model, "--out", str(tmp_path / "runs" / model),
+                     "--steps", "4", "--batch-size", "4", "--val-every", "2", "--quiet"]) == 0
+    out = tmp_path / "scores"
+    assert main(["evaluate", str(tmp_path / "runs" / "node"), str(tmp_path / "runs" / "resnet" / "model.pt"),
+                 "--data", str(held_out), "--out", str(out), "--horizons", "1", "2", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["rows"]) == {"true system", "node", "resnet"} and report["meta"]["horizons"] == [1.0, 2.0]
+    for name in ("error_vs_horizon.png", "vector_field_node.png", "training_resnet.png"):
+        assert (out / "figures" / name).stat().st_size > 1000, name
+    capsys.readouterr()
+    clash = tmp_path / "other" / "node"
+    clash.mkdir(parents=True)
+    (clash / "model.pt").write_bytes((tmp_path / "runs" / "node" / "model.pt").read_bytes())
+    for args, words in ((["evaluate", str(tmp_path / "runs" / "node"), str(clash)], "both be named 'node'"),
+                        (["evaluate", str(tmp_path / "nowhere.pt")], "does not exist")):
+        assert main([*args, "--data", str(held_out), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "bad").exists()
