@@ -8,6 +8,8 @@ them), and the times ``k * dt``. A controlled model trains on it like on simulat
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -16,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .checks import affordable, positive_float, positive_int, seed_value
 from .data import TrajectoryDataset, _fractions, _split_codes
-from .errors import PhysodeError, unknown_name
+from .errors import PhysodeError, PhysodeWarning, unknown_name
 
 POLICIES = ("random", "zero")
 
@@ -36,8 +38,9 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
             with this limit, while a given env must allow that many). Episodes that
             terminate earlier are left out (a dataset holds equal-length trajectories); ``meta["discarded"]``
             counts them.
-        dt: time between steps, for envs without a ``dt`` attribute (classic-control envs have one, and another
-            value is refused: it would relabel the time axis).
+        dt: time between steps (default: the env's ``dt`` attribute, as classic-control envs have). Another value
+            than the env's own gives a :class:`~physode.PhysodeWarning`: right for a wrapper that repeats each
+            action, but otherwise it relabels the time axis.
         t_train, fractions: as for :meth:`TrajectoryDataset.generate` (default ``t_train`` half the episode).
     """
     max_steps = None if max_steps is None else positive_int(max_steps, "max_steps")
@@ -69,12 +72,14 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
                            f"reaches max_steps={max_steps}; pass max_steps <= {limit}, or the env id (collect then makes "
                            "it with that limit)")
     own_dt = getattr(env.unwrapped, "dt", None)
+    own_dt = float(own_dt) if isinstance(own_dt, numbers.Real) and not isinstance(own_dt, bool) else None
     if dt is None and own_dt is None:
         raise PhysodeError(f"{env_id} has no dt attribute: pass dt (seconds between steps)")
     dt = positive_float(own_dt if dt is None else dt, "dt")
-    if own_dt is not None and not math.isclose(dt, float(own_dt), rel_tol=1e-9):
-        raise PhysodeError(f"dt={dt:g} disagrees with the {own_dt:g} s that {env_id} steps (its dt): the recorded times "
-                           "would be wrong; leave dt out, it is read from the env")
+    if own_dt is not None and not math.isclose(dt, own_dt, rel_tol=1e-6):  # float32 dt attributes agree to 1e-7
+        warnings.warn(f"dt={dt:g} differs from the {own_dt:g} s that {env_id} steps (its dt); the recorded times use "
+                      f"dt={dt:g}: right for a wrapper that repeats each action, wrong otherwise (then leave dt out)",
+                      PhysodeWarning, stacklevel=2)
     affordable(8.0 * episodes * (max_steps + 1) * (2 * env.observation_space.shape[0] + env.action_space.shape[0]),
                f"{episodes} episodes of {max_steps} steps")
 

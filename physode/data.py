@@ -57,7 +57,7 @@ class TrajectoryDataset:
         if self.x.ndim != 3 or self.x.shape[2] != dim or 0 in self.x.shape:
             raise PhysodeError(f"x must have shape (N, T, {dim}) for {self.name}, got {tuple(self.x.shape)}")
         n, n_times, _ = self.x.shape
-        self.t = time_grid(t, "t", n_trajectories=n)
+        self.t = time_grid(t, "t", n_trajectories=n).detach()
         if self.t.shape[-1] != n_times:
             raise PhysodeError(f"t has {self.t.shape[-1]} times but x has {n_times}; they must match")
         # never the same tensor as x: editing the observations must not move the clean states
@@ -74,6 +74,8 @@ class TrajectoryDataset:
             raise PhysodeError(f"split must be {n} codes in {{0, 1, 2}} (train, val, test), got {split!r}")
         self.split = torch.from_numpy(split.astype(np.int64))
         first, last = float(self.t[..., 0].max()), float(self.t[..., -1].min())
+        if isinstance(t_train, torch.Tensor | np.ndarray) and t_train.ndim == 0:
+            t_train = t_train.item()  # a 0-d tensor or array, e.g. t[5]
         if t_train is not None and (isinstance(t_train, bool) or not isinstance(t_train, numbers.Real)):
             raise PhysodeError(f"t_train must be a number (a time within the grid), got {t_train!r}")
         self.t_train = last if t_train is None else float(t_train)
@@ -239,6 +241,7 @@ class TrajectoryDataset:
         elif index.numel() and not -n <= int(index.min()) <= int(index.max()) < n:
             raise PhysodeError(f"indices must lie in [-{n}, {n}) for {n} trajectories, got {int(index.min())} to "
                                f"{int(index.max())}")
+        index = index.long()  # torch would take uint8 indices for a mask
         t = self.t if self.t.ndim == 1 else self.t[index]
         u = None if self.u is None else self.u[index]
         return TrajectoryDataset(

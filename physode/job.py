@@ -163,7 +163,8 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
     plot.energy_figure(system, times, {"truth": truth, **rollouts}, path=figures / "energy.png")
     for name, model in tqdm(models.items(), desc="figures", unit="model", disable=not progress):
         if dataset.state_dim == 2:
-            train_states = dataset.train.x_clean[dataset.train.train_time_mask]
+            seen = dataset.part_or("train", "all", None)  # evaluate's held-out data may have no train split
+            train_states = seen.x_clean[seen.train_time_mask]
             plot.vector_field_figure(system, model, train_states, path=figures / f"vector_field_{name}.png")
         elif dataset.system_spec["name"] == "nbody":
             plot.orbits_figure(system, truth, rollouts[name], path=figures / f"orbits_{name}.png")
@@ -180,8 +181,8 @@ def redraw(run_dir) -> Path:
         raise PhysodeError(f"{out} is not a run folder (no data.npz); run `physode compare SYSTEM --out {out}` first")
     dataset = TrajectoryDataset.load(out / "data.npz")
     settings, names = _last_report(out)
-    paths = [out / name / "model.pt" for name in names] if names else sorted(out.glob("*/model.pt"))
-    models = {p.parent.name: trained_on(dataset, p) for p in paths if p.exists()}
+    paths = [out / name / "model.pt" for name in names if (out / name / "model.pt").exists()]
+    models = {p.parent.name: trained_on(dataset, p) for p in paths or sorted(out.glob("*/model.pt"))}
     if not models:
         raise PhysodeError(f"{out} holds no trained models (*/model.pt)")
     report = compare(models, dataset, **settings)

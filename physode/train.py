@@ -553,7 +553,7 @@ def _resume(out, model, optimizer, schedule, windows, dataset, data_id, config):
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:  # a damaged trainer state
         raise FileFormatError(f"{out / 'checkpoint.pt'} holds a damaged trainer state ({type(exc).__name__}: "
-                              f"{str(exc)[:120]}); start the run afresh (without resume) or restore the file") from None
+                              f"{str(exc)[:120]}); start the run afresh (overwrite, --overwrite) or restore the file") from None
 
 
 def _resumed_state(out, payload, model, optimizer, schedule, windows, config) -> dict:

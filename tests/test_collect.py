@@ -9,7 +9,7 @@ import torch
 
 import physode
 import physode.envs  # noqa: F401  (registers the ids)
-from physode import PhysodeError, TrajectoryDataset, collect, simulate
+from physode import PhysodeError, PhysodeWarning, TrajectoryDataset, collect, simulate
 from physode.cli import main
 from physode.train import TrainConfig, build_model, fit
 
@@ -62,8 +62,8 @@ def test_bad_collections_are_refused(tmp_path, capsys):
         collect(PendulumEnv(), 2)  # a bare env: no spec, so no episode length
     with pytest.raises(PhysodeError, match="GiB"):
         collect("Pendulum-v1", 10**12)
-    with pytest.raises(PhysodeError, match="dt=0.5 disagrees with the 0.05 s"):  # relabelled the time axis
-        collect("Pendulum-v1", 2, max_steps=4, dt=0.5)
+    with pytest.warns(PhysodeWarning, match="dt=0.5 differs from the 0.05 s"):  # relabels the time axis silently
+        assert float(collect("Pendulum-v1", 2, max_steps=4, dt=0.5).t[1]) == 0.5
     with pytest.raises(PhysodeError, match="fractions"):
         collect("Pendulum-v1", 2, max_steps=4, fractions=(1.0, 1.0, 1.0))
     with pytest.raises(PhysodeError, match="ended before"):  # NBody episodes end when a body escapes

@@ -226,6 +226,18 @@ def test_datasets_with_gradients_numpy_numbers_and_numpy_fractions_save_and_load
     assert TrajectoryDataset.load(generated.save(tmp_path / "b.npz")).meta["fractions"] == [0.5, 0.25, 0.25]
 
 
+def test_times_that_require_grad_a_0_d_t_train_and_uint8_indices_are_taken(tmp_path):
+    """t was not detached (fit, save and fingerprint failed); t_train=t[5] was refused; uint8 indices acted as a mask."""
+    data = TrajectoryDataset.generate(Pendulum(), 6, 1.0, 0.1, seed=0)
+    t = data.t.clone().requires_grad_(True)
+    again = TrajectoryDataset(t, data.x, data.system_spec, t_train=t[5], split=data.split.numpy())
+    assert again.t_train == 0.5 and again.fingerprint() != "" and not again.t.requires_grad
+    assert TrajectoryDataset.load(again.save(tmp_path / "t.npz")).t_train == 0.5
+    assert TrajectoryDataset(data.t, data.x, data.system_spec, t_train=np.array(0.5)).t_train == 0.5
+    picked = data.subset(np.array([0, 2], dtype=np.uint8))
+    torch.testing.assert_close(picked.x, data.x[[0, 2]], rtol=0, atol=0)
+
+
 def test_the_metadata_records_the_solver_and_the_control_scale():
     meta = TrajectoryDataset.generate(Pendulum(), 4, 1.0, 0.5, controls="random", control_scale=3.0).meta
     assert (meta["method"], meta["rtol"], meta["atol"], meta["control_scale"]) == ("dopri8", 1e-14, 1e-14, 3.0)

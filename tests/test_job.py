@@ -1,9 +1,12 @@
 """`physode compare` end to end at a tiny size, stage reuse, `physode plot`, and bad input."""
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 
+from physode import TrajectoryDataset
 from physode.cli import main
 
 FIELDS = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "field_error_test",
@@ -75,6 +78,10 @@ def test_a_model_trained_on_other_data_is_not_reused_and_figures_follow_the_mode
     assert set(json.loads((run / "report.json").read_text())["rows"]) == {"true system", "resnet"}
     assert main(["plot", str(run)]) == 0
     assert set(json.loads((run / "report.json").read_text())["rows"]) == {"true system", "resnet"}
+    shutil.rmtree(run / "resnet")  # the report's models are gone: plot falls back to the folder's (node)
+    assert main(["plot", str(run)]) == 0
+    assert set(json.loads((run / "report.json").read_text())["rows"]) == {"true system", "node"}
+    assert main([*args, "--models", "resnet"]) == 0  # trains resnet afresh
     (run / "data.npz").unlink()  # the data is simulated again, with another seed: the old models do not fit it
     capsys.readouterr()
     before = (run / "resnet" / "model.pt").read_bytes()
@@ -98,6 +105,10 @@ def test_evaluate_scores_models_trained_elsewhere_on_held_out_data(tmp_path, cap
     assert set(report["rows"]) == {"true system", "node", "resnet"} and report["meta"]["horizons"] == [1.0, 2.0]
     for name in ("error_vs_horizon.png", "vector_field_node.png", "training_resnet.png"):
         assert (out / "figures" / name).stat().st_size > 1000, name
+    test_only = TrajectoryDataset.load(held_out)  # held-out data may hold test trajectories only
+    TrajectoryDataset(test_only.t, test_only.x, test_only.system_spec, split=np.full(len(test_only), 2)).save(held_out)
+    assert main(["evaluate", str(tmp_path / "runs" / "node"), "--data", str(held_out), "--out", str(out), "--quiet"]) == 0
+    assert (out / "figures" / "vector_field_node.png").exists()  # its box came from the (missing) train split
     capsys.readouterr()
     clash = tmp_path / "other" / "node"
     clash.mkdir(parents=True)
