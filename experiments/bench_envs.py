@@ -13,9 +13,10 @@ and each row reports the median of its five rates (and their range), so that a s
 machine falls on all rows alike instead of on whichever row it happens to meet.
 
 Then the parts of one learned RK4 step of the 1024 envs are timed alone (median of repeats, in
-``torch.inference_mode`` as the env runs them): one evaluation of the network (an RK4 step makes four),
-torchdiffeq's ``odeint`` taking that RK4 step directly, physode's ``rollout`` taking it (with its input
-checks, grid and failure handling), and the kernels the network is made of.
+``torch.inference_mode`` as the env runs them): one evaluation of the model's field as the solver calls it
+(``model.flow``: the network with its normalisation; an RK4 step makes four), torchdiffeq's ``odeint``
+taking that RK4 step directly, physode's ``rollout`` taking it (with its input checks, grid and failure
+handling), and the kernels the network is made of.
 """
 
 from __future__ import annotations
@@ -69,12 +70,12 @@ def learned_step_parts(n: int, repeats: int) -> dict:
     gen = torch.Generator().manual_seed(0)  # float64 states, actions and times, as the env passes them
     x, u = torch.randn(n, 2, generator=gen, dtype=torch.float64), torch.randn(n, 1, generator=gen, dtype=torch.float64)
     t = torch.tensor([0.0, DT], dtype=torch.float64)
-    x32, u32 = x.float(), u.float()  # the model's own dtype, for the direct solve
+    x32, u32 = x.float(), u.float()  # the model's own dtype: its field as the solver calls it, without input checks
     z, w = torch.randn(n, 64, generator=gen), torch.randn(64, 64, generator=gen)
     parts = {
-        "one network evaluation (an RK4 step makes four)": lambda: model.vector_field(0.0, x, u),
-        "torchdiffeq odeint, one RK4 step of the network": lambda: odeint(lambda s, y: model.vector_field(s, y, u32), x32,
-                                                                          t, method="rk4"),
+        "one evaluation of the model's field (an RK4 step makes four)": lambda: model.flow(0.0, x32, u32),
+        "torchdiffeq odeint, one RK4 step of that field": lambda: odeint(lambda s, y: model.flow(s, y, u32), x32, t,
+                                                                         method="rk4"),
         "physode rollout, one RK4 step (checks, grid, failure handling)": lambda: model.rollout(x, t, u),
         f"torch.tanh of {n} x 64 float32": lambda: torch.tanh(z),
         f"torch.sigmoid of {n} x 64 float32": lambda: torch.sigmoid(z),
