@@ -83,11 +83,11 @@ def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tu
         horizons = evaluation_horizons(dataset, horizons, reference)  # ... and before writing anything
         dataset.save(data_path)
         log(f"simulated {data_path}: {dataset.summary()}")
-    trained = {}
+    trained, data_id = {}, dataset.fingerprint()
     for name in models:
         model_path = out / name / "model.pt"
         if model_path.exists():
-            trained[name] = trained_on(dataset, model_path, device)
+            trained[name] = trained_on(data_id, model_path, device)
             log(f"reusing {model_path}")
             continue
         torch.manual_seed(seed)
@@ -182,7 +182,8 @@ def redraw(run_dir) -> Path:
     dataset = TrajectoryDataset.load(out / "data.npz")
     settings, names = _last_report(out)
     paths = [out / name / "model.pt" for name in names if (out / name / "model.pt").exists()]
-    models = {p.parent.name: trained_on(dataset, p) for p in paths or sorted(out.glob("*/model.pt"))}
+    data_id = dataset.fingerprint()
+    models = {p.parent.name: trained_on(data_id, p) for p in paths or sorted(out.glob("*/model.pt"))}
     if not models:
         raise PhysodeError(f"{out} holds no trained models (*/model.pt)")
     report = compare(models, dataset, **settings)
@@ -191,14 +192,15 @@ def redraw(run_dir) -> Path:
     return out
 
 
-def trained_on(dataset: TrajectoryDataset, model_path: Path, device="cpu"):
-    """The model at ``model_path``, refused when it was trained on other data than ``dataset`` (the run's data.npz).
+def trained_on(data_id: str, model_path: Path, device="cpu"):
+    """The model at ``model_path``, refused when it was trained on other data than the run's data.npz (whose
+    :meth:`~physode.TrajectoryDataset.fingerprint` is ``data_id``).
 
     Models from before checkpoints recorded their data's fingerprint are taken as they are.
     """
     model = load_model(model_path, map_location=device)
     recorded = (model.training_info or {}).get("data") if isinstance(model.training_info, dict) else None
-    if recorded is not None and recorded != dataset.fingerprint():
+    if recorded is not None and recorded != data_id:
         raise PhysodeError(f"{model_path} was trained on other data than {model_path.parent.parent / 'data.npz'}; "
                            f"remove {model_path.parent} to train it afresh on this data, or choose another output folder")
     return model

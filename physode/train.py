@@ -245,7 +245,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         if held:
             raise PhysodeError(f"{out} already holds a run ({', '.join(held)}); continue it with resume (--resume), "
                                "replace it with overwrite (--overwrite), or choose another output folder")
-    data_id = dataset.fingerprint()
+    data_id = None if out is None else dataset.fingerprint()  # recorded in the run's files only
     writer = out if world.main else None  # where this rank writes metrics and checkpoints
 
     model.to(device)
