@@ -275,6 +275,57 @@ def test_tanh_mlp_sigmoid_form_matches_torch_tanh(dtype, tolerance, depth):
     torch.testing.assert_close(one, fast[5], rtol=0, atol=tolerance)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: NeuralODE(2, hidden=8, depth=3, control_dim=2, dtype="float64", solver="rk4", step_size=0.05),
+    lambda: NeuralODE(2, hidden=8, time_dependent=True, control_dim=1, dtype="float64", solver="rk4", step_size=0.05),
+    lambda: NeuralODE(2, hidden=8, time_dependent=True, dtype="float64", solver="rk4", step_size=0.05),
+    lambda: AugmentedNeuralODE(2, augment_dim=2, hidden=8, control_dim=1, dtype="float64", solver="rk4", step_size=0.05),
+])
+@pytest.mark.parametrize("grid", ["shared", "per-trajectory"])
+def test_a_solve_without_gradients_folds_the_weights_and_matches_torch_tanh(make, grid):
+    """Under no_grad a tanh NeuralODE is integrated through its folded sigmoid form (normalisation, controls and
+    time folded into the first layer): the same trajectories as the torch.tanh network that runs with gradients."""
+    model = randomized(make(), scale=0.7)
+    model.set_normalization([0.3, -1.0], [2.0, 0.5])
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.randn(4, 2, generator=gen, dtype=torch.float64)
+    t = T if grid == "shared" else T + torch.rand(4, 1, generator=gen, dtype=torch.float64)
+    u = torch.randn(4, 5, model.control_dim, generator=gen, dtype=torch.float64) if model.control_dim else None
+    reference = model.rollout(x0, t, u)  # gradients recorded: the torch.tanh network, unfolded
+    with torch.no_grad():
+        folded = model.rollout(x0, t, u)
+        assert type(model.inference_flow()).__name__ == "_FoldedFlow"
+    assert reference.requires_grad and not folded.requires_grad
+    assert (folded - reference).abs().max() <= 1e-12 * reference.abs().max()
+    assert not torch.equal(folded, reference.detach()), "the folded form ran, not the traced network"
+
+
+def test_folded_weights_follow_every_change_of_the_weights():
+    """The folded weights are kept between solves; any change of a weight or of the normalisation refolds them."""
+    model = randomized(NeuralODE(2, hidden=8, control_dim=1, dtype="float64", solver="rk4", step_size=0.05))
+    x0, u = torch.tensor([[0.5, -0.2]], dtype=torch.float64), torch.tensor([[0.3]], dtype=torch.float64)
+
+    def agrees():  # the folded solve against the unfolded network (gradients recorded)
+        with torch.no_grad():
+            folded = model.rollout(x0, T, u)
+        return (folded - model.rollout(x0, T, u)).abs().max() <= 1e-12
+
+    assert agrees()
+    before = model.rollout(x0, T, u).detach()
+    model.net[0].weight.data[0, 0] += 0.5  # through .data: no version counter sees it
+    assert agrees()
+    model.set_normalization([0.1, 0.2], [3.0, 0.5])
+    assert agrees()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.rollout(x0, T, u).sum().backward()
+    optimizer.step()
+    assert agrees()
+    model.load_state_dict(randomized(NeuralODE(2, hidden=8, control_dim=1, dtype="float64"), seed=3).state_dict())
+    assert agrees()
+    with torch.no_grad():
+        assert not torch.equal(model.rollout(x0, T, u), before)
+
+
 def test_config_rebuilds_the_model():
     for model in (AugmentedNeuralODE(3, augment_dim=2, hidden=16, solver="rk4", step_size=0.1), ResNetStep(2, dt=0.1),
                   HamiltonianODE(2, control_dim=1), NeuralODE(2, time_dependent=True, dtype="float64")):

@@ -143,9 +143,17 @@ class ContinuousModel(DynamicsModel):
         """The field that is integrated, on the solver's state ``z``; subclasses implement it."""
         raise NotImplementedError
 
-    def _counted_flow(self, t, z, u):
-        self.nfe_total += 1
-        return self.flow(t, z, u)
+    def inference_flow(self):
+        """``flow`` for a run of evaluations with fixed weights and no gradients (a solve under ``no_grad``): ``flow``
+        itself, or a faster equivalent with its weights prepared once."""
+        return self.flow
+
+    def _counted(self, flow):
+        """``flow`` counting its evaluations in ``nfe_total``."""
+        def counted(t, z, u):
+            self.nfe_total += 1
+            return flow(t, z, u)
+        return counted
 
     def initial_solver_state(self, x0: torch.Tensor) -> torch.Tensor:
         """The solver's state at the first time from ``x0: (N, D)`` (augmented models pad it)."""
@@ -169,7 +177,7 @@ class ContinuousModel(DynamicsModel):
             )
         start = self.nfe_total
         y = solve_on_grids(
-            self._counted_flow, self.initial_solver_state(x0), times, u, method=self.solver, rtol=self.rtol,
+            self._counted(self.flow if torch.is_grad_enabled() else self.inference_flow()), self.initial_solver_state(x0), times, u, method=self.solver, rtol=self.rtol,
             atol=self.atol, step_size=self.step_size, max_steps=self.max_steps, adjoint=self.adjoint,
             adjoint_options={"norm": "seminorm"} if self.seminorm else None, module=self,
         )[..., : self.state_dim]

@@ -43,22 +43,60 @@ class MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.activation == "tanh" and x.device.type == "cpu" and not torch.is_grad_enabled():
-            return self.sigmoid_form(x)
+            return self.sigmoid_form()(x)
         return super().forward(x)
 
-    def sigmoid_form(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``tanh`` network's output from ``tanh(z) = 2 sigmoid(2z) - 1``, with the affine parts folded in.
+    def sigmoid_form(self, shift=None, scale=None, out_scale=None) -> SigmoidForm:
+        """This ``tanh`` network as a :class:`SigmoidForm`: its weights folded once, for evaluations without gradients."""
+        return SigmoidForm(self, shift, scale, out_scale)
 
-        Each hidden layer keeps ``s = sigmoid(2z)`` (so its output is ``2s - 1``); the next layer's
-        ``W (2s - 1) + b`` is then ``2 W s + (b - W 1)``, and the factor 2 of the next sigmoid's
-        argument joins the same matrix product: every layer is one ``addmm`` and one in-place sigmoid,
-        against four element-wise passes for ``2 sigmoid(2z) - 1`` written out. It agrees with the
-        ``torch.tanh`` network to float rounding (tested in float32 and float64).
+
+class SigmoidForm:
+    """A ``tanh`` :class:`MLP`'s function from ``tanh(z) = 2 sigmoid(2z) - 1``, its weights folded once.
+
+    Each hidden layer keeps ``s = sigmoid(2z)`` (so its output is ``2s - 1``); the next layer's
+    ``W (2s - 1) + b`` is then ``2 W s + (b - W 1)``, and the factor 2 of the next sigmoid's argument
+    joins the same matrix: every layer is one ``addmm`` and one in-place sigmoid, against four
+    element-wise passes for ``2 sigmoid(2z) - 1`` written out. Optionally an input map
+    ``(x - shift) / scale`` of the first ``len(scale)`` inputs and an output scale ``out_scale`` are
+    folded into the first and last layers (a model's normalisation), so an evaluation is those
+    ``addmm`` and sigmoids alone. It agrees with the ``torch.tanh`` network to float rounding (tested
+    in float32 and float64).
+
+    The folded weights are copies: build one for a run of evaluations with fixed weights (a solve
+    without gradients), not across training steps. :meth:`first_layer_bias` folds inputs that stay
+    constant over many evaluations (a control held over a step) into the first layer's bias.
+    """
+
+    def __init__(self, mlp: MLP, shift=None, scale=None, out_scale=None):
+        with torch.no_grad():
+            linears = list(mlp)[::2]
+            first, last = linears[0], linears[-1]
+            weight, bias = first.weight, first.bias
+            if scale is not None:
+                k = scale.shape[0]
+                scaled = weight[:, :k] / scale
+                weight, bias = torch.cat([scaled, weight[:, k:]], dim=1), bias - scaled @ shift
+            self.first_bias, self.first_weight = 2 * bias, 2 * weight.t()
+            self.hidden = [(2 * (layer.bias - layer.weight.sum(1)), 4 * layer.weight.t()) for layer in linears[1:-1]]
+            weight, bias = 2 * last.weight, last.bias - last.weight.sum(1)
+            if out_scale is not None:
+                weight, bias = weight * out_scale[:, None], bias * out_scale
+            self.last_bias, self.last_weight = bias, weight.t()
+
+    def first_layer_bias(self, inputs: torch.Tensor, start: int) -> torch.Tensor:
+        """The first layer's bias with the inputs from index ``start`` on fixed at ``inputs: (N, k)``: ``(N, hidden)``.
+
+        Pass it as ``bias`` with the inputs before ``start`` alone, to save their share for every evaluation.
         """
-        linears = list(self)[::2]
-        first, last = linears[0], linears[-1]
-        s = torch.addmm(first.bias, x.reshape(-1, x.shape[-1]), first.weight.t(), beta=2, alpha=2).sigmoid_()
-        for layer in linears[1:-1]:
-            s = torch.addmm(layer.bias - layer.weight.sum(1), s, layer.weight.t(), beta=2, alpha=4).sigmoid_()
-        out = torch.addmm(last.bias - last.weight.sum(1), s, last.weight.t(), alpha=2)
+        return torch.addmm(self.first_bias, inputs, self.first_weight[start : start + inputs.shape[-1]])
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The network at ``x: (..., in_dim)``; with ``bias`` from :meth:`first_layer_bias`, ``x`` holds only the inputs before its ``start``."""
+        weight = self.first_weight if bias is None else self.first_weight[: x.shape[-1]]
+        rows = x.reshape(-1, x.shape[-1])
+        s = torch.addmm(self.first_bias if bias is None else bias, rows, weight).sigmoid_()
+        for hidden_bias, hidden_weight in self.hidden:
+            s = torch.addmm(hidden_bias, s, hidden_weight).sigmoid_()
+        out = torch.addmm(self.last_bias, s, self.last_weight)
         return out.reshape(*x.shape[:-1], out.shape[-1])
