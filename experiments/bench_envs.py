@@ -14,9 +14,11 @@ machine falls on all rows alike instead of on whichever row it happens to meet.
 
 Then the parts of one learned RK4 step of the 1024 envs are timed alone (median of repeats, in
 ``torch.inference_mode`` as the env runs them): one evaluation of the model's field as the solver calls it
-(``model.flow``: the network with its normalisation; an RK4 step makes four), torchdiffeq's ``odeint``
-taking that RK4 step directly, physode's ``rollout`` taking it (with its input checks, grid and failure
-handling), and the kernels the network is made of.
+without gradients (``model.inference_flow()``: the network in its sigmoid form with the normalisation and the
+held action folded into its layers; an RK4 step makes four), the same field unfolded (``model.flow``, the
+network as it runs with gradients, but in sigmoid form), torchdiffeq's ``odeint`` taking that RK4 step directly,
+physode's ``rollout`` taking it (with its input checks, grid and failure handling), and the kernels the network
+is made of.
 """
 
 from __future__ import annotations
@@ -72,11 +74,15 @@ def learned_step_parts(n: int, repeats: int) -> dict:
     t = torch.tensor([0.0, DT], dtype=torch.float64)
     x32, u32 = x.float(), u.float()  # the model's own dtype: its field as the solver calls it, without input checks
     z, w = torch.randn(n, 64, generator=gen), torch.randn(64, 64, generator=gen)
+    with torch.inference_mode():
+        folded = model.inference_flow()  # as rollout makes it, once per solve
     parts = {
-        "one evaluation of the model's field (an RK4 step makes four)": lambda: model.flow(0.0, x32, u32),
-        "torchdiffeq odeint, one RK4 step of that field": lambda: odeint(lambda s, y: model.flow(s, y, u32), x32, t,
-                                                                         method="rk4"),
-        "physode rollout, one RK4 step (checks, grid, failure handling)": lambda: model.rollout(x, t, u),
+        "one evaluation of the model's field as the solver calls it (folded; an RK4 step makes four)":
+            lambda: folded(0.0, x32, u32),
+        "the same field unfolded (model.flow)": lambda: model.flow(0.0, x32, u32),
+        "torchdiffeq odeint, one RK4 step of the folded field": lambda: odeint(lambda s, y: folded(s, y, u32), x32, t,
+                                                                               method="rk4"),
+        "physode rollout, one RK4 step (checks, folding, failure handling)": lambda: model.rollout(x, t, u),
         f"torch.tanh of {n} x 64 float32": lambda: torch.tanh(z),
         f"torch.sigmoid of {n} x 64 float32": lambda: torch.sigmoid(z),
         f"torch.addmm of {n} x 64 by 64 x 64": lambda: torch.addmm(z, z, w),

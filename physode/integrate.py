@@ -194,8 +194,11 @@ def solve_on_grids(
     else:
         # every output interval split into the same number of substeps (the adjoint's backward solves run
         # interval by interval, so the grid follows the span it is asked for)
-        # perturb: evaluate just inside each interval, needed only where the field may jump at knots (as above)
-        options = {"perturb": not shared, "grid_constructor": substep_grid(substeps(times, step_size))}
+        # perturb: evaluate just inside each interval, needed only where the field may jump at knots (as above).
+        # One step over one interval needs no grid of its own: torchdiffeq steps from the one time to the other
+        per = substeps(times, step_size)
+        grid = {} if per == 1 and n_times == 2 else {"grid_constructor": substep_grid(per)}
+        options = {"perturb": not shared} | grid
     try:
         if adjoint:
             # the backward solve keeps the forward options (torchdiffeq drops them all when given any), and
