@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import gymnasium
 
+from physode.errors import PhysodeError
+
 from .core import INTEGRATORS, InvalidAction, PhysodeEnv, PhysodeVectorEnv, ResetNeeded
 from .learned import LearnedDynamicsEnv
 from .systems import PENDULUM_V1, NBodyEnv, PendulumEnv, SpringMassEnv
@@ -38,7 +40,10 @@ ENV_IDS = {
 
 
 def _vector_entry_point(env_class):
-    def make(num_envs: int = 1, max_episode_steps=None, **kwargs) -> PhysodeVectorEnv:
+    def make(num_envs: int = 1, max_episode_steps=None, render_mode=None, **kwargs) -> PhysodeVectorEnv:
+        if render_mode is not None:
+            raise PhysodeError(f"the batched vector env draws nothing (render_mode={render_mode!r}): render a single "
+                               "env, or make the vector env with vectorization_mode='sync'")
         return PhysodeVectorEnv(env_class(**kwargs), num_envs, max_episode_steps)
 
     make.__doc__ = f"``num_envs`` batched :class:`{env_class.__name__}` (see :class:`PhysodeVectorEnv`)."

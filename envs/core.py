@@ -65,7 +65,7 @@ class PhysodeEnv(gym.Env):
             model is moved there.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # each env's own: one frame per dt
 
     def __init__(self, system, action_bound: float, *, dt: float, integrator: str = "rk4", step_size=None,
                  rtol: float = 1e-8, atol: float = 1e-8, max_speed=None, dynamics=None, reference: bool = False,
@@ -100,6 +100,7 @@ class PhysodeEnv(gym.Env):
         self._always_finite = (dynamics is None and integrator == "semi_implicit_euler" and self.max_speed is not None
                                and system.finite_everywhere)
         self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": max(1, round(1 / self.dt))}  # frames play in real time
         self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, (system.control_dim,), np.float32)
         high = self.observation_bound().astype(np.float32)
         self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
@@ -138,18 +139,24 @@ class PhysodeEnv(gym.Env):
         raise NotImplementedError
 
     # ---- the transition, shared by the single and the vector env ----
-    def clip_actions(self, action, n: int) -> torch.Tensor:
-        """Checked, clipped actions ``(n, C)`` in float64 from ``(C,)`` (n == 1) or ``(n, C)``."""
-        shape = (self.system.control_dim,) if n == 1 else (n, self.system.control_dim)
+    def clip_actions(self, action, n: int | None = None, ignored=()) -> torch.Tensor:
+        """Checked, clipped actions ``(1, C)`` in float64 from one env's ``(C,)`` (``n`` None), or ``(n, C)`` from a
+        vector env's ``(n, C)``; the rows ``ignored`` (sub-envs being reset, whose actions are not used) may hold
+        anything numeric and come back 0."""
+        shape = (self.system.control_dim,) if n is None else (n, self.system.control_dim)
         try:
             a = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError):
             raise InvalidAction(f"action must be numbers of shape {shape}, got {action!r}") from None
-        if a.shape != shape and not (n == 1 and a.shape == (1, self.system.control_dim)):
-            raise InvalidAction(f"action must have shape {shape} (action_space {self.action_space}), got {a.shape}")
+        if a.shape != shape and not (n is None and a.shape == (1, self.system.control_dim)):
+            space = self.action_space if n is None else batch_space(self.action_space, n)
+            raise InvalidAction(f"action must have shape {shape} (action_space {space}), got {a.shape}")
+        if len(ignored):
+            a = a.copy()  # the caller's array is never written
+            a[ignored] = 0.0
         if not np.isfinite(a).all():
             raise InvalidAction(f"action contains NaN or inf: {a.tolist() if a.size < 10 else '...'}")
-        clipped = torch.from_numpy(a.reshape(n, self.system.control_dim)).clamp(-self.action_bound, self.action_bound)
+        clipped = torch.from_numpy(a.reshape(-1, self.system.control_dim)).clamp(-self.action_bound, self.action_bound)
         return clipped.to(self.device)  # clamp made a copy: the caller's array is never written
 
     def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
@@ -248,7 +255,7 @@ class PhysodeEnv(gym.Env):
     def step(self, action):
         if self._state is None:
             raise ResetNeeded("call env.reset() before env.step()")
-        u = self.clip_actions(action, 1)
+        u = self.clip_actions(action)
         x, true, reward, terminated, diverged = self.transition(self._state, self._true, u)
         self._state, self._true = x, true
         self._trail = (self._trail + [x[0]])[-200:]
@@ -256,6 +263,14 @@ class PhysodeEnv(gym.Env):
         if diverged is not None and diverged[0]:
             info["diverged"] = True
         return self.observe(x)[0], float(reward[0]), bool(terminated[0]), False, info
+
+    @property
+    def state(self) -> np.ndarray:
+        """The current state ``(D,)`` in float64, as the dynamics integrate it (the observation is its float32
+        copy, with the pendulum's angle wrapped into ``[-pi, pi)``; the state's angle is not wrapped)."""
+        if self._state is None:
+            raise ResetNeeded("call env.reset() before reading env.state")
+        return self._state[0].cpu().numpy().copy()
 
     def render(self):
         if self.render_mode is None:
@@ -342,14 +357,14 @@ class PhysodeVectorEnv(VectorEnv):
         self._true = x.clone() if self.env.reference else None
         self._elapsed[:] = 0
         self._needs_reset[:] = False
-        return self.env.observe(x), self.env.reference_info(x, self._true)
+        return self.env.observe(x), self._info(x, self._true)
 
     def step(self, actions):
         if self._state is None:
             raise ResetNeeded("call envs.reset() before envs.step()")
-        u = self.env.clip_actions(actions, self.num_envs)
-        x, true = self._state, self._true
         index = np.flatnonzero(self._needs_reset)  # NEXT_STEP autoreset of the sub-envs whose episode ended last step
+        u = self.env.clip_actions(actions, self.num_envs, ignored=index)
+        x, true = self._state, self._true
         if index.size:  # they start afresh: their final states (maybe diverged) are never stepped again
             starts = torch.from_numpy(self.env.sample_starts([self._rngs[i] for i in index])).to(x.device)
             rows = torch.from_numpy(index).to(x.device)
@@ -364,10 +379,15 @@ class PhysodeVectorEnv(VectorEnv):
                 diverged[index] = False
         self._state, self._true = x, true
         self._needs_reset = terminated | truncated
-        info = self.env.reference_info(x, true)
-        if diverged is not None and diverged.any():
-            info["diverged"] = diverged
+        info = self._info(x, true)
+        if diverged is not None and diverged.any():  # as SyncVectorEnv gathers the sub-envs' info["diverged"] = True
+            info["diverged"], info["_diverged"] = diverged, diverged.copy()
         return self.env.observe(x), reward, terminated, truncated, info
+
+    def _info(self, x, true) -> dict:
+        """The reference's info of every sub-env, each key with Gymnasium's ``_key`` mask (all set) beside it."""
+        info = self.env.reference_info(x, true)
+        return info | {f"_{key}": np.ones(self.num_envs, dtype=bool) for key in info}
 
     def close_extras(self, **kwargs):
         self.env.close()

@@ -57,8 +57,9 @@ class LearnedDynamicsEnv(PhysodeEnv):
         model = checkpoint if isinstance(checkpoint, DynamicsModel) else load_model(Path(checkpoint))
         spec = getattr(model, "system_spec", None)
         if spec is None:
-            raise PhysodeError("the model does not say which system it was trained on; load it with physode.load_model "
-                               "from a model.pt written by physode.fit")
+            raise PhysodeError("the model does not say which physode system it was trained on, so there is no true env to "
+                               "take its spaces from: a model trained on collected or other outside data has none. Train "
+                               "on data from physode simulate (or pass a model.pt of such a run)")
         if not model.control_dim and not allow_uncontrolled:
             raise PhysodeError("the model was trained without controls, so actions would do nothing: train on data "
                                "with controls (physode simulate --controls random) or pass allow_uncontrolled=True")
@@ -106,8 +107,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
             true = self._true[0].cpu().numpy()
             self.task.trail = true[None]
             self.task.draw(ax, true)
-            for line in ax.lines:
-                line.set_color("0.6")
+            for artist in (*ax.lines, *ax.collections):  # lines and markers (the spring-mass draws its masses as a scatter)
+                artist.set_color("0.6")
         self.task.trail = getattr(self, "trail", x[None])
         self.task.draw(ax, x)
 

@@ -41,7 +41,9 @@ class PendulumEnv(PhysodeEnv):
 
     ## Rewards
     ``r = -(angle(theta - pi)^2 + 0.1 omega^2 + 0.001 u^2)`` on the state before the step, with angle() wrapping to
-    ``[-pi, pi)``: 0 upright at rest, about -16.3 at worst with the default bounds (Pendulum-v1's cost).
+    ``[-pi, pi)``: 0 upright at rest (Pendulum-v1's cost). With a speed bound it is at worst
+    ``-(pi^2 + 0.1 max_speed^2 + 0.001 max_torque^2)``, about -16.3 with ``PENDULUM_V1``'s bounds; without one
+    (the default ``max_speed=None``) it has no lower bound.
 
     ## Starting State
     ``theta ~ U(-pi, pi)``, ``omega ~ U(-1, 1)`` as in ``Pendulum-v1``, or ``reset(options={"state": [theta, omega]})``.

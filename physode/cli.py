@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--max-steps", type=int, default=None, help="steps per episode (default: the env's limit)")
     rec.add_argument("--dt", type=float, default=None, help="seconds between steps (default: the env's dt)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the env and the policy (default 0)")
+    rec.add_argument("--checkpoint", default=None, help="the model.pt that physode/Learned-v0 steps")
     rec.add_argument("-o", "--out", required=True, help="output .npz file")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.set_defaults(run=_collect)
@@ -181,6 +182,7 @@ def _train(args) -> int | None:
 
 def _collect(args) -> None:
     dataset = collect(args.env, args.episodes, args.policy, seed=args.seed, max_steps=args.max_steps, dt=args.dt,
+                      env_kwargs=None if args.checkpoint is None else {"checkpoint": args.checkpoint},
                       progress=not args.quiet and sys.stderr.isatty())
     print(f"wrote {dataset.save(args.out)}: {dataset.summary()}")
 

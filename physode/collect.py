@@ -2,7 +2,9 @@
 
 The recorded observations become the states of a :class:`~physode.TrajectoryDataset` (``system_spec``
 None, ``meta["source"]`` the env id), the actions its controls (held over each step, as the env holds
-them), and the times ``k * dt``. A controlled model trains on it like on simulated data.
+them), and the times ``k * dt``. A controlled model trains on it like on simulated data. From physode's own
+envs the env's state is recorded instead of its observation: the same numbers in float64, with the
+pendulum's angle unwrapped (the observation wraps it into ``[-pi, pi)``, a jump of 2 pi that no ODE follows).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ POLICIES = ("random", "zero")
 
 def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_steps: int | None = None,
             dt: float | None = None, t_train: float | None = None, fractions=(0.8, 0.1, 0.1),
-            progress: bool = False) -> TrajectoryDataset:
+            env_kwargs: dict | None = None, progress: bool = False) -> TrajectoryDataset:
     """Record ``episodes`` episodes of ``env`` (an id or an env with Box observation and action spaces).
 
     Args:
@@ -36,21 +38,26 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
         seed: seeds the env's first reset and the action sampler; the same seed gives the same data.
         max_steps: steps per episode (default: the env's ``max_episode_steps``; given an id, the env is made
             with this limit, while a given env must allow that many). Episodes that
-            terminate earlier are left out (a dataset holds equal-length trajectories); ``meta["discarded"]``
-            counts them.
+            terminate earlier are left out (a dataset holds equal-length trajectories), and so are episodes
+            with a step the env could not compute (a physode env's ``info["diverged"]``: it keeps the last state,
+            a step that never happened); ``meta["discarded"]`` counts them.
         dt: time between steps (default: the env's ``dt`` attribute, as classic-control envs have). Another value
             than the env's own gives a :class:`~physode.PhysodeWarning`: right for a wrapper that repeats each
             action, but otherwise it relabels the time axis.
         t_train, fractions: as for :meth:`TrajectoryDataset.generate` (default ``t_train`` half the episode).
+        env_kwargs: keyword arguments of ``gymnasium.make`` when ``env`` is an id (e.g. ``{"checkpoint": "model.pt"}``
+            for ``physode/Learned-v0``).
     """
     max_steps = None if max_steps is None else positive_int(max_steps, "max_steps")
     fractions = _fractions(fractions)
+    if env_kwargs is not None and not isinstance(env, str):
+        raise PhysodeError("env_kwargs make an env from its id: pass the id as env, or leave env_kwargs out")
     if isinstance(env, str):
         env_id = env
         if env_id.startswith("physode/"):
             import physode.envs  # noqa: F401  (registers physode's ids)
         try:  # episodes as long as asked for: the id's own time limit would cut longer ones short
-            env = gym.make(env_id, **({} if max_steps is None else {"max_episode_steps": max_steps}))
+            env = gym.make(env_id, **({} if max_steps is None else {"max_episode_steps": max_steps}), **(env_kwargs or {}))
         except (gym.error.Error, ImportError) as exc:  # ImportError: the "module:id" form with a missing module
             raise PhysodeError(f"env {env_id!r}: {exc}") from None
     else:
@@ -86,23 +93,25 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
     env.action_space.seed(seed)
     low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
     zero = np.clip(np.zeros(env.action_space.shape), low, high).astype(env.action_space.dtype)
+    recorded = _recorded(env)
     states, actions, discarded = [], [], 0
     with tqdm(total=episodes, desc=f"collect {env_id}", unit="episode", disable=not progress) as bar:
         while len(states) < episodes:
             obs, _ = env.reset(seed=seed if not states and not discarded else None)
-            xs, us = [np.asarray(obs, dtype=np.float64)], []
+            xs, us, diverged = [recorded(obs)], [], False
             for _ in range(max_steps):
                 action = env.action_space.sample() if policy == "random" else zero
-                obs, _, terminated, truncated, _ = env.step(action)
+                obs, _, terminated, truncated, info = env.step(action)
                 us.append(np.clip(np.asarray(action, dtype=np.float64), low, high))
-                xs.append(np.asarray(obs, dtype=np.float64))
-                if terminated or (truncated and len(us) < max_steps):
+                xs.append(recorded(obs))
+                diverged = bool(info.get("diverged", False))
+                if terminated or diverged or (truncated and len(us) < max_steps):
                     break
-            if len(us) < max_steps:
+            if len(us) < max_steps or diverged:
                 discarded += 1
                 if discarded > 10 * episodes:
-                    raise PhysodeError(f"{env_id}: {discarded} episodes ended before {max_steps} steps; pass a "
-                                       "smaller max_steps")
+                    raise PhysodeError(f"{env_id}: {discarded} episodes ended before {max_steps} steps or diverged; "
+                                       "pass a smaller max_steps")
                 continue
             states.append(xs)
             actions.append(us)
@@ -115,3 +124,12 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
             "controls": policy, "fractions": list(fractions)}
     return TrajectoryDataset(t, np.array(states), None, u=np.array(actions), split=splits,
                              t_train=float(t[-1]) / 2 if t_train is None else t_train, meta=meta)
+
+
+def _recorded(env):
+    """What is recorded of each step: a physode env's own state (float64, angles unwrapped), else the observation."""
+    from physode.envs import PhysodeEnv  # here: physode.envs imports physode
+
+    if isinstance(env.unwrapped, PhysodeEnv):
+        return lambda obs: env.unwrapped.state
+    return lambda obs: np.asarray(obs, dtype=np.float64)

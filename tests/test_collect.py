@@ -10,7 +10,9 @@ import torch
 import physode
 import physode.envs  # noqa: F401  (registers the ids)
 from physode import PhysodeError, PhysodeWarning, TrajectoryDataset, collect, simulate
+from physode.checkpoint import save_checkpoint
 from physode.cli import main
+from physode.models import DynamicsModel
 from physode.train import TrainConfig, build_model, fit
 
 
@@ -22,7 +24,7 @@ def test_recorded_states_and_actions_line_up_with_the_true_dynamics():
     assert data.system_spec is None and data.name == "physode/SpringMass-v0" and data.meta["dt"] == 0.1
     torch.testing.assert_close(data.t, torch.arange(31, dtype=torch.float64) * 0.1)
     replay = simulate(physode.SpringMass(n_masses=2), data.x[:, 0], data.t, u=data.u)
-    torch.testing.assert_close(data.x, replay, atol=1e-5, rtol=0)  # observations are float32
+    torch.testing.assert_close(data.x, replay, atol=1e-8, rtol=0)  # the env's float64 state, not its float32 observation
     assert float(data.u.abs().max()) <= 1.0 and float(data.u.std()) > 0.3  # uniform on [-1, 1]
     zero = collect(gym.make("physode/SpringMass-v0", n_masses=2), 2, "zero", seed=1, max_steps=5)
     assert float(zero.u.abs().max()) == 0.0
@@ -84,3 +86,46 @@ def test_episodes_longer_than_the_envs_time_limit():
     assert data.x.shape == (2, 202, 2) and data.meta["discarded"] == 0
     with pytest.raises(PhysodeError, match=r"after 200 steps \(its max_episode_steps\).*max_steps <= 200"):
         collect(gym.make("physode/SpringMass-v0"), 2, max_steps=201)
+
+
+def test_a_physode_pendulum_is_recorded_with_its_angle_unwrapped():
+    """The observation wraps the angle into [-pi, pi); the recorded state does not, so a swing over the top is no
+    jump of 2 pi, and replaying the actions through physode.simulate gives the recorded states."""
+    data = collect("physode/Pendulum-v0", 12, seed=0, max_steps=100,
+                   env_kwargs={"integrator": "dopri5", "rtol": 1e-11, "atol": 1e-11})
+    theta = data.x[..., 0]
+    assert float(theta.abs().max()) > 4.0  # some swings go over the top (and would wrap)
+    assert float(theta.diff(dim=1).abs().max()) < 1.0  # and not one step jumps
+    replay = simulate(physode.Pendulum(), data.x[:, 0], data.t, u=data.u)
+    torch.testing.assert_close(data.x, replay, atol=1e-8, rtol=0)
+    with pytest.raises(PhysodeError, match="env_kwargs"):
+        collect(gym.make("physode/Pendulum-v0"), 2, env_kwargs={"dt": 0.1})
+
+
+class _NanBeyondOne(DynamicsModel):
+    """A learned pendulum whose step moves theta by 0.3 and is NaN from |theta| > 1 (a model that diverges)."""
+
+    def __init__(self):
+        super().__init__(2, 1)
+        self.system_spec = physode.Pendulum().spec()
+
+    def rollout(self, x0, t, u=None):
+        after = x0 + torch.tensor([0.3, 0.0], dtype=x0.dtype)
+        after[x0[:, 0].abs() > 1.0] = float("nan")
+        return torch.stack([x0, after], 1)
+
+
+def test_an_episode_whose_step_diverges_is_discarded_even_on_its_last_step(tmp_path):
+    """The env keeps the last state of a step it could not compute: recorded, that would be a step that never
+    happened. Every kept episode is the model's own steps; from the command line too (--checkpoint)."""
+    env = gym.make("physode/Learned-v0", checkpoint=_NanBeyondOne(), max_episode_steps=4)
+    data = collect(env, 6, "zero", seed=0, max_steps=4)
+    assert data.meta["discarded"] > 0
+    torch.testing.assert_close(data.x.diff(dim=1)[..., 0], torch.full((6, 4), 0.3, dtype=torch.float64))
+    model = physode.NeuralODE(2, control_dim=1, solver="rk4", step_size=0.05)
+    path = save_checkpoint(tmp_path / "model.pt", model, system_spec=physode.Pendulum().spec())
+    out = tmp_path / "learned.npz"
+    assert main(["collect", "--env", "physode/Learned-v0", "--checkpoint", str(path), "--episodes", "2",
+                 "--max-steps", "5", "-o", str(out), "--quiet"]) == 0
+    recorded = TrajectoryDataset.load(out)  # a fresh NeuralODE is the zero field: nothing moves
+    torch.testing.assert_close(recorded.x, recorded.x[:, :1].expand(2, 6, 2))

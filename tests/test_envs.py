@@ -397,3 +397,79 @@ def test_an_unstable_explicit_step_ends_as_diverged_not_as_infinite_observations
         if terminated:
             break
     assert info.get("diverged") and 20 < steps < 200  # about 25 steps to pass float32's range
+
+
+def test_vector_info_autoreset_and_action_shapes_follow_sync_vector_env(checkpoint):
+    """The native vector env's info has Gymnasium's `_key` masks as SyncVectorEnv's does, a sub-env being reset
+    ignores its action (even a NaN) as SyncVectorEnv does, and num_envs=1 takes actions of shape (1, C) only."""
+    kwargs = {"checkpoint": str(checkpoint), "reference": True, "solver": "rk4", "max_episode_steps": 2}
+    n, make = 3, lambda: gym.make("physode/Learned-v0", **kwargs)
+    vec = gym.make_vec("physode/Learned-v0", num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    sync = gym.vector.SyncVectorEnv([make for _ in range(n)])
+    infos = [vec.reset(seed=3)[1], sync.reset(seed=3)[1]]
+    assert sorted(infos[0]) == sorted(infos[1]) == ["_prediction_error", "_true_state", "prediction_error", "true_state"]
+    actions = np.array([[0.5], [-1.0], [2.0]], dtype=np.float32)
+    for k in range(3):  # the third step autoresets every sub-env: NaN actions are ignored
+        out = [env.step(np.full_like(actions, np.nan) if k == 2 else actions) for env in (vec, sync)]
+        for a, b in zip(out[0][:4], out[1][:4], strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+        assert sorted(out[0][4]) == sorted(out[1][4])
+        for key in out[0][4]:
+            np.testing.assert_allclose(out[0][4][key], out[1][4][key], atol=1e-6)
+    with pytest.raises(gym.error.InvalidAction, match="NaN"):  # a sub-env that steps still refuses one
+        vec.step(np.full_like(actions, np.nan))
+    one = gym.make_vec("physode/Pendulum-v0", num_envs=1, vectorization_mode="vector_entry_point")
+    one.reset(seed=0)
+    with pytest.raises(gym.error.InvalidAction, match=r"shape \(1, 1\)"):
+        one.step(np.zeros(1, np.float32))
+    assert one.step(np.zeros((1, 1), np.float32))[0].shape == (1, 2)
+    with pytest.raises(PhysodeError, match="vectorization_mode='sync'"):
+        gym.make_vec("physode/Pendulum-v0", num_envs=2, vectorization_mode="vector_entry_point", render_mode="rgb_array")
+
+
+class _Diverging(DynamicsModel):
+    """A learned pendulum that is NaN after its first step."""
+
+    def __init__(self):
+        super().__init__(2, 1)
+        self.system_spec = physode.Pendulum().spec()
+        self.calls = 0
+
+    def rollout(self, x0, t, u=None):
+        self.calls += 1
+        after = x0 + 0.1 if self.calls == 1 else torch.full_like(x0, float("nan"))
+        return torch.stack([x0, after], 1)
+
+
+def test_a_diverged_vector_step_reports_its_mask_as_sync_vector_env_does():
+    vec = gym.make_vec("physode/Learned-v0", num_envs=2, vectorization_mode="vector_entry_point", checkpoint=_Diverging())
+    vec.reset(seed=0)
+    assert "diverged" not in vec.step(np.zeros((2, 1), np.float32))[4]
+    _, _, terminated, _, info = vec.step(np.zeros((2, 1), np.float32))
+    assert terminated.all() and info["diverged"].tolist() == info["_diverged"].tolist() == [True, True]
+
+
+def test_the_state_frames_and_renders_of_an_env():
+    """env.state is the float64 state (the pendulum's angle unwrapped, where the observation wraps it); frames
+    play in real time; a learned spring-mass draws the truth all in grey under the prediction."""
+    env = PendulumEnv(dt=0.05)
+    with pytest.raises(gym.error.ResetNeeded):
+        env.state
+    obs, _ = env.reset(options={"state": [3.0, 4.0]})
+    for _ in range(3):
+        obs, *_ = env.step(np.zeros(1, np.float32))
+    assert env.state.dtype == np.float64 and env.state[0] > math.pi and obs[0] < 0  # over the top: wrapped
+    np.testing.assert_allclose(obs, [env.state[0] - 2 * math.pi, env.state[1]], atol=1e-6)
+    env.state[0] = 0.0  # a copy: the env's state is not written
+    assert env.state[0] > math.pi
+    assert env.metadata["render_fps"] == 20 and SpringMassEnv().metadata["render_fps"] == 10
+    assert PendulumEnv(dt=0.01).metadata["render_fps"] == 100 and PendulumEnv.metadata["render_fps"] == 20
+    model = physode.NeuralODE(2, control_dim=1)
+    model.system_spec = physode.SpringMass().spec()
+    learned = LearnedDynamicsEnv(model, reference=True, render_mode="rgb_array")
+    learned.reset(seed=0)
+    learned.render()
+    true_masses = learned._figure.axes[0].collections[0]  # drawn first, then recoloured
+    assert np.allclose(true_masses.get_facecolor()[0][:3], 0.6)
+    with pytest.raises(PhysodeError, match="collected or other outside data"):
+        LearnedDynamicsEnv(physode.NeuralODE(2, control_dim=1))
