@@ -1,6 +1,8 @@
 """Learned models: shapes, grids, controls, gradients, the adjoint, augmentation, NFE, step maps and Hamiltonians."""
 
+import copy
 import math
+import pickle
 
 import numpy as np
 
@@ -324,6 +326,27 @@ def test_folded_weights_follow_every_change_of_the_weights():
     assert agrees()
     with torch.no_grad():
         assert not torch.equal(model.rollout(x0, T, u), before)
+
+
+def test_a_model_whose_network_folding_would_skip_something_runs_unfolded():
+    """Forward hooks (also weight norm's), and weights cast away from the model's dtype, keep the plain network;
+    the folded copies are not pickled, deep-copied or carried to another dtype or device."""
+    model = randomized(NeuralODE(2, hidden=8, control_dim=1, solver="rk4", step_size=0.05))
+    x0, u = torch.tensor([[0.5, -0.2]]), torch.tensor([[0.3]])
+    with torch.no_grad():
+        moved = model.rollout(x0, T, u)
+        assert "_folded" in model.__dict__
+        assert "_folded" not in copy.deepcopy(model).__dict__ and "_folded" not in pickle.loads(pickle.dumps(model)).__dict__
+        hook = model.net.register_forward_hook(lambda module, inputs, output: output * 0)
+        torch.testing.assert_close(model.rollout(x0, T, u), x0[:, None].expand(1, 6, 2))  # the hook's zero field
+        hook.remove()
+        torch.testing.assert_close(model.rollout(x0, T, u), moved)
+        wide = copy.deepcopy(model).double()  # float32 by its config, float64 weights: promoted as torch.tanh's path is
+        assert "_folded" not in wide.__dict__ and wide.inference_flow() == wide.flow
+        torch.testing.assert_close(wide.rollout(x0, T, u), moved, rtol=1e-5, atol=1e-6)
+    torch.nn.utils.parametrizations.weight_norm(model.net[0])
+    with torch.no_grad():
+        torch.testing.assert_close(model.rollout(x0, T, u), moved, rtol=1e-5, atol=1e-6)
 
 
 def test_config_rebuilds_the_model():

@@ -59,11 +59,15 @@ class NeuralODE(ContinuousModel):
         The folded weights are kept with a copy of the weights they came from and rebuilt whenever any weight
         or normalisation buffer differs from it (an optimiser step, ``load_state_dict``, an edit through
         ``.data``): comparing is a few microseconds, folding tens, and an env steps the same weights every step.
+        The network runs as itself (``flow``) where folding would skip something: forward hooks on it or its
+        layers (weight norm and pruning are such hooks), or weights cast away from the model's dtype.
         """
-        if self.net.activation != "tanh" or self.x_mean.device.type != "cpu":
+        if self.net.activation != "tanh" or self.x_mean.device.type != "cpu" or _hooked(self.net):
             return self.flow
         weights = [*self.parameters(), *self.buffers()]
-        kept = getattr(self, "_folded", None)
+        if any(w.dtype != self.torch_dtype for w in weights):  # e.g. model.double() of a float32 model
+            return self.flow
+        kept = self.__dict__.get("_folded")
         if kept is None or not _equal_tensors(kept[0], weights):
             extra = self.solver_dim - self.state_dim
             shift = torch.cat([self.x_mean, self.x_mean.new_zeros(extra)])
@@ -71,6 +75,20 @@ class NeuralODE(ContinuousModel):
             kept = self._folded = ([w.detach().clone() for w in weights],
                                   self.net.sigmoid_form(shift, scale, scale))
         return _FoldedFlow(self, kept[1])
+
+    def _apply(self, fn, *args, **kwargs):  # moved or cast: the folded copies are dropped, not carried along
+        self.__dict__.pop("_folded", None)
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):  # pickled or deep-copied without the folded copies (refolded when next needed)
+        state = super().__getstate__()
+        state.pop("_folded", None)
+        return state
+
+
+def _hooked(module: torch.nn.Module) -> bool:
+    """Whether ``module`` or a submodule has forward hooks, which a folded network would not run."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
 def _equal_tensors(these, those) -> bool:
