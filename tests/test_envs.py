@@ -454,7 +454,7 @@ def test_the_state_frames_and_renders_of_an_env():
     play in real time; a learned spring-mass draws the truth all in grey under the prediction."""
     env = PendulumEnv(dt=0.05)
     with pytest.raises(gym.error.ResetNeeded):
-        env.state
+        _ = env.state
     obs, _ = env.reset(options={"state": [3.0, 4.0]})
     for _ in range(3):
         obs, *_ = env.step(np.zeros(1, np.float32))

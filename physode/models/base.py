@@ -176,8 +176,9 @@ class ContinuousModel(DynamicsModel):
                 f"this model takes controls: pass u of shape (N, {self.control_dim}) or (N, T-1, {self.control_dim})"
             )
         start = self.nfe_total
+        flow = self.flow if torch.is_grad_enabled() else self.inference_flow()
         y = solve_on_grids(
-            self._counted(self.flow if torch.is_grad_enabled() else self.inference_flow()), self.initial_solver_state(x0), times, u, method=self.solver, rtol=self.rtol,
+            self._counted(flow), self.initial_solver_state(x0), times, u, method=self.solver, rtol=self.rtol,
             atol=self.atol, step_size=self.step_size, max_steps=self.max_steps, adjoint=self.adjoint,
             adjoint_options={"norm": "seminorm"} if self.seminorm else None, module=self,
         )[..., : self.state_dim]

@@ -92,7 +92,7 @@ def _hooked(module: torch.nn.Module) -> bool:
 
 
 def _equal_tensors(these, those) -> bool:
-    return len(these) == len(those) and all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(these, those))
+    return len(these) == len(those) and all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(these, those, strict=True))
 
 
 class _FoldedFlow:

@@ -94,7 +94,8 @@ class SigmoidForm:
         return torch.addmm(self.first_bias, inputs, self.first_weight[start : start + inputs.shape[-1]])
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """The network at ``x: (..., in_dim)``; with ``bias`` from :meth:`first_layer_bias`, ``x`` holds only the inputs before its ``start``."""
+        """The network at ``x: (..., in_dim)``; with ``bias`` from :meth:`first_layer_bias`, ``x`` holds only the
+        inputs before its ``start``."""
         weight = self.first_weight if bias is None else self.first_weight[: x.shape[-1]]
         rows = x.reshape(-1, x.shape[-1])
         s = torch.addmm(self.first_bias if bias is None else bias, rows, weight).sigmoid_()
