@@ -26,6 +26,7 @@ from physode.checkpoint import refuse_other_system
 from physode.checks import all_finite, positive_float, positive_int
 from physode.devices import resolve_device
 from physode.errors import PhysodeError, SolverError, unknown_name
+from physode.models import ContinuousModel
 from physode.simulate import METHODS, refuse_symplectic_misuse, simulate
 from physode.systems import MechanicalSystem
 
@@ -181,8 +182,16 @@ class PhysodeEnv(gym.Env):
         return x_next
 
     def _learned_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """The learned model's states ``dt`` after ``x: (N, D)``, in float64."""
-        return self.dynamics.rollout(x, self._step_times, u if self.dynamics.control_dim else None)[:, 1].to(torch.float64)
+        """The learned model's states ``dt`` after ``x: (N, D)``, in float64.
+
+        A continuous model solves without ``rollout``'s input checks: the env's states and clipped actions are
+        finite and its step times fixed (the checks were a tenth of a learned step of 1024 envs).
+        """
+        model, u = self.dynamics, u if self.dynamics.control_dim else None
+        if isinstance(model, ContinuousModel):
+            times = self._step_times.expand(x.shape[0], 2)
+            return model.solve(x, times, None if u is None else u[:, None])[:, 1].to(torch.float64)
+        return model.rollout(x, self._step_times, u)[:, 1].to(torch.float64)
 
     def _simulated_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The true system's states ``dt`` after ``x: (N, D)`` by :func:`physode.simulate` with the env's integrator."""

@@ -348,6 +348,16 @@ def test_a_model_whose_network_folding_would_skip_something_runs_unfolded():
     with torch.no_grad():
         torch.testing.assert_close(model.rollout(x0, T, u), moved, rtol=1e-5, atol=1e-6)
 
+    class Damped(NeuralODE):  # a subclass's own flow is what gets integrated, with or without gradients
+        def flow(self, t, z, u):
+            return super().flow(t, z, u) - z
+
+    damped = randomized(Damped(2, hidden=8, control_dim=1, solver="rk4", step_size=0.05))
+    with torch.no_grad():
+        assert damped.inference_flow() == damped.flow
+        unrecorded = damped.rollout(x0, T, u)
+    torch.testing.assert_close(unrecorded, damped.rollout(x0, T, u).detach(), rtol=1e-5, atol=1e-6)
+
 
 def test_config_rebuilds_the_model():
     for model in (AugmentedNeuralODE(3, augment_dim=2, hidden=16, solver="rk4", step_size=0.1), ResNetStep(2, dt=0.1),

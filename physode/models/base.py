@@ -171,6 +171,18 @@ class ContinuousModel(DynamicsModel):
         ``u``: None, ``(N, C)`` constant or ``(N, T-1, C)`` held over each interval (zero-order hold).
         """
         x0, times, u, single = self._inputs(x0, t, u)
+        y = self.solve(x0, times, u)
+        return y[0] if single else y
+
+    def solve(self, x0: torch.Tensor, times: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`rollout` without its input checks, for inputs already in the form it brings them to.
+
+        ``x0: (N, D)`` finite, ``times: (N, T)`` finite and strictly increasing along each row (float64, on the
+        model's device), ``u: (N, T-1, C)`` finite or None; states and controls of any float dtype (converted to
+        the model's). For a caller that steps the model many times with inputs it owns and has checked (the
+        learned env); anything else calls :meth:`rollout`.
+        """
+        x0, u = self._on_model(x0, u)
         if self.control_dim and u is None:
             raise PhysodeError(
                 f"this model takes controls: pass u of shape (N, {self.control_dim}) or (N, T-1, {self.control_dim})"
@@ -184,4 +196,4 @@ class ContinuousModel(DynamicsModel):
         )[..., : self.state_dim]
         self.nfe_forward = self.nfe_total - start
         self._after_forward = self.nfe_total
-        return y[0] if single else y
+        return y

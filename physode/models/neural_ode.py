@@ -59,12 +59,15 @@ class NeuralODE(ContinuousModel):
         The folded weights are kept with a copy of the weights they came from and rebuilt whenever any weight
         or normalisation buffer differs from it (an optimiser step, ``load_state_dict``, an edit through
         ``.data``): comparing is a few microseconds, folding tens, and an env steps the same weights every step.
-        The network runs as itself (``flow``) where folding would skip something: forward hooks on it or its
-        layers (weight norm and pruning are such hooks), or weights cast away from the model's dtype.
+        The network runs as itself (``flow``) where folding would skip something: a subclass's own ``flow`` or
+        network input, forward hooks on the network or its layers (weight norm and pruning are such hooks), or
+        weights cast away from the model's dtype.
         """
-        if self.net.activation != "tanh" or self.x_mean.device.type != "cpu" or _hooked(self.net):
+        cls = type(self)
+        if (self.net.activation != "tanh" or self.x_mean.device.type != "cpu" or cls.flow is not NeuralODE.flow
+                or cls._network_input is not NeuralODE._network_input or _hooked(self.net)):
             return self.flow
-        weights = [*self.parameters(), *self.buffers()]
+        weights = [*self.net.parameters(), self.x_mean, self.x_scale]  # all that the folded flow is made of
         if any(w.dtype != self.torch_dtype for w in weights):  # e.g. model.double() of a float32 model
             return self.flow
         kept = self.__dict__.get("_folded")
@@ -86,9 +89,9 @@ class NeuralODE(ContinuousModel):
         return state
 
 
-def _hooked(module: torch.nn.Module) -> bool:
-    """Whether ``module`` or a submodule has forward hooks, which a folded network would not run."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+def _hooked(net: torch.nn.Sequential) -> bool:
+    """Whether the network or one of its layers has forward hooks, which a folded network would not run."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in (net, *net))
 
 
 def _equal_tensors(these, those) -> bool:
