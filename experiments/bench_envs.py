@@ -17,8 +17,8 @@ Then the parts of one learned RK4 step of the 1024 envs are timed alone (median 
 without gradients (``model.inference_flow()``: the network in its sigmoid form with the normalisation and the
 held action folded into its layers; an RK4 step makes four), the same field unfolded (``model.flow``, the
 network as it runs with gradients, but in sigmoid form), torchdiffeq's ``odeint`` taking that RK4 step directly,
-physode's ``rollout`` taking it (with its input checks, grid and failure handling), and the kernels the network
-is made of.
+physode's ``solve`` taking it as the env calls it (folding, grid and failure handling), ``rollout`` (the same with
+its input checks), and the kernels the network is made of.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def learned_step_parts(n: int, repeats: int) -> dict:
         "the same field unfolded (model.flow)": lambda: model.flow(0.0, x32, u32),
         "torchdiffeq odeint, one RK4 step of the folded field": lambda: odeint(lambda s, y: folded(s, y, u32), x32, t,
                                                                                method="rk4"),
-        "physode rollout, one RK4 step (checks, folding, failure handling)": lambda: model.rollout(x, t, u),
+        "physode solve, one RK4 step as the env takes it (folding, grid, failure handling)":
+            lambda: model.solve(x, t.expand(n, 2), u[:, None]),
+        "physode rollout, the same with its input checks": lambda: model.rollout(x, t, u),
         f"torch.tanh of {n} x 64 float32": lambda: torch.tanh(z),
         f"torch.sigmoid of {n} x 64 float32": lambda: torch.sigmoid(z),
         f"torch.addmm of {n} x 64 by 64 x 64": lambda: torch.addmm(z, z, w),

@@ -48,7 +48,7 @@ def test_bench_envs_quick(tmp_path):
     raw = json.loads((tmp_path / "bench_envs_quick.json").read_text())
     rows, parts = raw["rows"], raw["learned_step_parts_us"]
     assert "Pendulum-v1" in out and len(rows) == 5 and all(r["steps_per_s"] > 0 for r in rows)
-    assert len(parts) == 7 and all(us > 0 for us in parts.values()) and "its parts timed alone" in out
+    assert len(parts) == 8 and all(us > 0 for us in parts.values()) and "its parts timed alone" in out
 
 
 def test_gym_pendulum_quick(tmp_path):

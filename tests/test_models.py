@@ -359,6 +359,16 @@ def test_a_model_whose_network_folding_would_skip_something_runs_unfolded():
     torch.testing.assert_close(unrecorded, damped.rollout(x0, T, u).detach(), rtol=1e-5, atol=1e-6)
 
 
+def test_solve_is_rollout_without_the_input_checks():
+    model = randomized(NeuralODE(2, hidden=8, control_dim=1, dtype="float64"))
+    x0 = torch.tensor([[0.5, -0.2], [1.0, 0.3]], dtype=torch.float64)
+    times, u = T.expand(2, -1), torch.full((2, 5, 1), 0.3, dtype=torch.float64)
+    torch.testing.assert_close(model.solve(x0.float(), times, u.float()), model.rollout(x0, T, u))  # converted to float64
+    assert model.nfe_forward > 0
+    with pytest.raises(PhysodeError, match="takes controls"):
+        model.solve(x0, times)
+
+
 def test_config_rebuilds_the_model():
     for model in (AugmentedNeuralODE(3, augment_dim=2, hidden=16, solver="rk4", step_size=0.1), ResNetStep(2, dt=0.1),
                   HamiltonianODE(2, control_dim=1), NeuralODE(2, time_dependent=True, dtype="float64")):
