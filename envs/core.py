@@ -15,6 +15,8 @@ while a single env is faster with ``device="cpu"``.
 
 from __future__ import annotations
 
+import numbers
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -345,11 +347,9 @@ class PhysodeVectorEnv(VectorEnv):
 
     def reset(self, *, seed=None, options=None):
         if seed is not None:
-            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
-            if len(seeds) != self.num_envs:
-                raise PhysodeError(f"seed must be an int or {self.num_envs} ints, got {len(seeds)}")
+            seeds = _seeds(seed, self.num_envs)
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
-            self.action_space.seed(seed if isinstance(seed, int) else seeds[0])
+            self.action_space.seed(seeds[0])
         refuse_unknown_options(options, ("state", "states"))
         dim = self.env.system.state_dim
         if options and "state" in options and "states" in options:
@@ -400,6 +400,19 @@ class PhysodeVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs):
         self.env.close()
+
+
+def _seeds(seed, n: int) -> list[int]:
+    """One seed per sub-env: ``seed + i`` from one integer (a numpy integer too), or ``n`` integers as given."""
+    def integer(value) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    if integer(seed):
+        return [int(seed) + i for i in range(n)]
+    seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
+    if seeds is None or len(seeds) != n or not all(integer(s) for s in seeds):
+        raise PhysodeError(f"seed must be an int or a list of {n} ints (one per sub-env), got {seed!r}")
+    return [int(s) for s in seeds]
 
 
 def refuse_unknown_options(options, known) -> None:

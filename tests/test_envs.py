@@ -317,6 +317,11 @@ def test_bad_input_gets_clear_errors(checkpoint, tmp_path):
     vec.reset(seed=0)
     with pytest.raises(gym.error.InvalidAction, match=r"shape \(2, 1\)"):
         vec.step(np.zeros((3, 1), np.float32))
+    np.testing.assert_array_equal(vec.reset(seed=np.int64(3))[0], vec.reset(seed=3)[0])  # a numpy integer is an int
+    np.testing.assert_array_equal(vec.reset(seed=np.array([3, 4]))[0], vec.reset(seed=[3, 4])[0])
+    for seed in ([1], "ab", [1, 2.5], True):
+        with pytest.raises(PhysodeError, match="list of 2 ints"):
+            vec.reset(seed=seed)
 
 
 def _uncontrolled():
