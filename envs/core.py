@@ -16,6 +16,7 @@ while a single env is faster with ``device="cpu"``.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -190,7 +191,7 @@ class PhysodeEnv(gym.Env):
         finite and its step times fixed (the checks were a tenth of a learned step of 1024 envs).
         """
         model, u = self.dynamics, u if self.dynamics.control_dim else None
-        if isinstance(model, ContinuousModel):
+        if isinstance(model, ContinuousModel) and type(model).rollout is ContinuousModel.rollout:  # not a rollout of its own
             times = self._step_times.expand(x.shape[0], 2)
             return model.solve(x, times, None if u is None else u[:, None])[:, 1].to(torch.float64)
         return model.rollout(x, self._step_times, u)[:, 1].to(torch.float64)
@@ -276,12 +277,12 @@ class PhysodeEnv(gym.Env):
         return self.observe(x)[0], float(reward[0]), bool(terminated[0]), False, info
 
     @property
-    def state(self) -> np.ndarray:
+    def state(self) -> np.ndarray | None:
         """The current state ``(D,)`` in float64, as the dynamics integrate it (the observation is its float32
-        copy, with the pendulum's angle wrapped into ``[-pi, pi)``; the state's angle is not wrapped)."""
-        if self._state is None:
-            raise ResetNeeded("call env.reset() before reading env.state")
-        return self._state[0].cpu().numpy().copy()
+        copy, with the pendulum's angle wrapped into ``[-pi, pi)``; the state's angle is not wrapped); None
+        before the first reset, as in Gymnasium's classic-control envs. Through ``gym.make``'s wrappers:
+        ``env.unwrapped.state``."""
+        return None if self._state is None else self._state[0].cpu().numpy().copy()
 
     def render(self):
         if self.render_mode is None:
@@ -402,17 +403,18 @@ class PhysodeVectorEnv(VectorEnv):
         self.env.close()
 
 
-def _seeds(seed, n: int) -> list[int]:
-    """One seed per sub-env: ``seed + i`` from one integer (a numpy integer too), or ``n`` integers as given."""
+def _seeds(seed, n: int) -> list[int | None]:
+    """One seed per sub-env, as ``SyncVectorEnv`` hands them out: ``seed + i`` from one integer (a numpy integer
+    too), or ``n`` given, each an integer or None (that sub-env unseeded)."""
     def integer(value) -> bool:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
     if integer(seed):
         return [int(seed) + i for i in range(n)]
-    seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
-    if seeds is None or len(seeds) != n or not all(integer(s) for s in seeds):
-        raise PhysodeError(f"seed must be an int or a list of {n} ints (one per sub-env), got {seed!r}")
-    return [int(s) for s in seeds]
+    seeds = list(seed) if isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str) else None
+    if seeds is None or len(seeds) != n or not all(s is None or integer(s) for s in seeds):
+        raise PhysodeError(f"seed must be an int or a list of {n} ints or None (one per sub-env), got {seed!r}")
+    return [None if s is None else int(s) for s in seeds]
 
 
 def refuse_unknown_options(options, known) -> None:

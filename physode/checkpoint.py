@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise FileFormatError(
             f"{str(path)!r} holds objects that a safe load refuses (it may carry code): {str(exc).splitlines()[0][:200]}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, struct.error) as exc:
         raise FileFormatError(f"{str(path)!r} is not a readable checkpoint (truncated or of another kind): {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise FileFormatError(f"{str(path)!r} is not a physode checkpoint")

@@ -4,7 +4,8 @@ The recorded observations become the states of a :class:`~physode.TrajectoryData
 None, ``meta["source"]`` the env id), the actions its controls (held over each step, as the env holds
 them), and the times ``k * dt``. A controlled model trains on it like on simulated data. From physode's own
 envs the env's state is recorded instead of its observation: the same numbers in float64, with the
-pendulum's angle unwrapped (the observation wraps it into ``[-pi, pi)``, a jump of 2 pi that no ODE follows).
+pendulum's angle unwrapped (the observation wraps it into ``[-pi, pi)``, a jump of 2 pi that no ODE follows);
+under a wrapper that changes the observations, the wrapper's observations are recorded.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
             env = gym.make(env_id, **({} if max_steps is None else {"max_episode_steps": max_steps}), **(env_kwargs or {}))
         except (gym.error.Error, ImportError) as exc:  # ImportError: the "module:id" form with a missing module
             raise PhysodeError(f"env {env_id!r}: {exc}") from None
+        except TypeError as exc:  # an argument the env does not take
+            raise PhysodeError(f"env {env_id!r} does not take these arguments ({exc}); check env_kwargs "
+                               "(--checkpoint is for physode/Learned-v0)") from None
     else:
         env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     episodes = positive_int(episodes, "episodes")
@@ -127,9 +131,10 @@ def collect(env, episodes: int, policy: str = "random", *, seed: int = 0, max_st
 
 
 def _recorded(env):
-    """What is recorded of each step: a physode env's own state (float64, angles unwrapped), else the observation."""
+    """What is recorded of each step: a physode env's own state (float64, angles unwrapped), else the observation
+    (also of a physode env under a wrapper that changes its observations)."""
     from physode.envs import PhysodeEnv  # here: physode.envs imports physode
 
-    if isinstance(env.unwrapped, PhysodeEnv):
+    if isinstance(env.unwrapped, PhysodeEnv) and env.observation_space == env.unwrapped.observation_space:
         return lambda obs: env.unwrapped.state
     return lambda obs: np.asarray(obs, dtype=np.float64)

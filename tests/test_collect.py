@@ -115,7 +115,7 @@ class _NanBeyondOne(DynamicsModel):
         return torch.stack([x0, after], 1)
 
 
-def test_an_episode_whose_step_diverges_is_discarded_even_on_its_last_step(tmp_path):
+def test_an_episode_whose_step_diverges_is_discarded_even_on_its_last_step(tmp_path, capsys):
     """The env keeps the last state of a step it could not compute: recorded, that would be a step that never
     happened. Every kept episode is the model's own steps; from the command line too (--checkpoint)."""
     env = gym.make("physode/Learned-v0", checkpoint=_NanBeyondOne(), max_episode_steps=4)
@@ -129,3 +129,16 @@ def test_an_episode_whose_step_diverges_is_discarded_even_on_its_last_step(tmp_p
                  "--max-steps", "5", "-o", str(out), "--quiet"]) == 0
     recorded = TrajectoryDataset.load(out)  # a fresh NeuralODE is the zero field: nothing moves
     torch.testing.assert_close(recorded.x, recorded.x[:, :1].expand(2, 6, 2))
+    assert main(["collect", "--env", "physode/Pendulum-v0", "--checkpoint", str(path), "--episodes", "2",
+                 "-o", str(out), "--quiet"]) == 2  # was a TypeError's traceback
+    assert "env_kwargs" in capsys.readouterr().err.strip()
+    assert TrajectoryDataset.load(out).x.shape == (2, 6, 2)  # the file written before is kept
+
+
+def test_a_wrapper_that_changes_observations_is_recorded_as_it_observes():
+    env = gym.wrappers.TransformObservation(gym.make("physode/Pendulum-v0"), lambda obs: 2 * obs,
+                                            gym.spaces.Box(-10, 10, (2,), np.float32))
+    data = collect(env, 2, "zero", seed=0, max_steps=5)
+    assert data.x.shape == (2, 6, 2) and float(data.x[:, :, 0].abs().max()) > 0
+    plain = collect(gym.make("physode/Pendulum-v0"), 2, "zero", seed=0, max_steps=5)
+    torch.testing.assert_close(data.x, 2 * plain.x, atol=1e-5, rtol=1e-6)  # float32 observations, doubled

@@ -308,9 +308,10 @@ def test_bad_input_gets_clear_errors(checkpoint, tmp_path):
         LearnedDynamicsEnv(_uncontrolled())
     with pytest.raises(PhysodeError, match="solver='rk4', step_size"):
         LearnedDynamicsEnv(checkpoint, step_size=0.01)  # without solver= it would be ignored
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(PhysodeError, match="junk.pt"):
-        LearnedDynamicsEnv(tmp_path / "junk.pt")
+    for junk in (b"not a checkpoint", b"junk"):  # the 4 bytes made torch.load raise struct.error
+        (tmp_path / "junk.pt").write_bytes(junk)
+        with pytest.raises(PhysodeError, match="junk.pt"):
+            LearnedDynamicsEnv(tmp_path / "junk.pt")
     vec = gym.make_vec("physode/Pendulum-v0", num_envs=2, vectorization_mode="vector_entry_point")
     with pytest.raises(gym.error.ResetNeeded):
         vec.step(np.zeros((2, 1), np.float32))
@@ -319,6 +320,8 @@ def test_bad_input_gets_clear_errors(checkpoint, tmp_path):
         vec.step(np.zeros((3, 1), np.float32))
     np.testing.assert_array_equal(vec.reset(seed=np.int64(3))[0], vec.reset(seed=3)[0])  # a numpy integer is an int
     np.testing.assert_array_equal(vec.reset(seed=np.array([3, 4]))[0], vec.reset(seed=[3, 4])[0])
+    np.testing.assert_array_equal(vec.reset(seed=range(3, 5))[0], vec.reset(seed=[3, 4])[0])
+    assert vec.reset(seed=[None, 4])[0][1].tolist() == vec.reset(seed=[3, 4])[0][1].tolist()  # None: unseeded
     for seed in ([1], "ab", [1, 2.5], True):
         with pytest.raises(PhysodeError, match="list of 2 ints"):
             vec.reset(seed=seed)
@@ -458,8 +461,7 @@ def test_the_state_frames_and_renders_of_an_env():
     """env.state is the float64 state (the pendulum's angle unwrapped, where the observation wraps it); frames
     play in real time; a learned spring-mass draws the truth all in grey under the prediction."""
     env = PendulumEnv(dt=0.05)
-    with pytest.raises(gym.error.ResetNeeded):
-        _ = env.state
+    assert env.state is None  # before the first reset, as Gymnasium's classic-control envs
     obs, _ = env.reset(options={"state": [3.0, 4.0]})
     for _ in range(3):
         obs, *_ = env.step(np.zeros(1, np.float32))
@@ -478,3 +480,18 @@ def test_the_state_frames_and_renders_of_an_env():
     assert np.allclose(true_masses.get_facecolor()[0][:3], 0.6)
     with pytest.raises(PhysodeError, match="collected or other outside data"):
         LearnedDynamicsEnv(physode.NeuralODE(2, control_dim=1))
+
+
+def test_a_model_with_its_own_rollout_is_stepped_through_it():
+    """The learned env skips rollout's input checks (ContinuousModel.solve) only where rollout is the base class's."""
+
+    class Nudged(physode.NeuralODE):
+        def rollout(self, x0, t, u=None):
+            return super().rollout(x0, t, u) + 0.25
+
+    model = Nudged(2, control_dim=1, solver="rk4", step_size=0.05)
+    model.system_spec = physode.Pendulum().spec()
+    env = LearnedDynamicsEnv(model)
+    env.reset(options={"state": [0.5, 0.0]})
+    obs, *_ = env.step(np.zeros(1, np.float32))
+    np.testing.assert_allclose(obs, [0.75, 0.25])  # a fresh NeuralODE is the zero field: the nudge alone

@@ -16,6 +16,8 @@ class AugmentedNeuralODE(NeuralODE):
     reports the field on the data space at augmented coordinates zero (i.e. at the start of a rollout).
     """
 
+    _FOLDED_AS_DEFINED = True  #: inference_flow folds it: the extra dimensions unnormalised and unscaled
+
     def __init__(self, state_dim, augment_dim=2, hidden=64, depth=2, activation="tanh", time_dependent=False,
                  control_dim=0, solver="dopri5", rtol=1e-6, atol=1e-7, step_size=None, adjoint=False,
                  seminorm=False, max_steps=10_000, dtype="float32"):

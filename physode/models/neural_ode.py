@@ -20,6 +20,8 @@ class NeuralODE(ContinuousModel):
         solver, rtol, atol, step_size, adjoint, seminorm, max_steps: see :class:`ContinuousModel`.
     """
 
+    _FOLDED_AS_DEFINED = True  #: inference_flow folds this very class (set again by each class whose flow it copies)
+
     def __init__(self, state_dim, hidden=64, depth=2, activation="tanh", time_dependent=False, control_dim=0,
                  solver="dopri5", rtol=1e-6, atol=1e-7, step_size=None, adjoint=False, seminorm=False,
                  max_steps=10_000, dtype="float32"):
@@ -59,13 +61,13 @@ class NeuralODE(ContinuousModel):
         The folded weights are kept with a copy of the weights they came from and rebuilt whenever any weight
         or normalisation buffer differs from it (an optimiser step, ``load_state_dict``, an edit through
         ``.data``): comparing is a few microseconds, folding tens, and an env steps the same weights every step.
-        The network runs as itself (``flow``) where folding would skip something: a subclass's own ``flow`` or
-        network input, forward hooks on the network or its layers (weight norm and pruning are such hooks), or
+        The network runs as itself (``flow``) where folding would skip something: a subclass (the fold copies
+        ``flow`` as this class and :class:`AugmentedNeuralODE` define it, which a subclass may change in any of its
+        parts), forward hooks on the network or its layers (weight norm and pruning are such hooks), or
         weights cast away from the model's dtype.
         """
-        cls = type(self)
-        if (self.net.activation != "tanh" or self.x_mean.device.type != "cpu" or cls.flow is not NeuralODE.flow
-                or cls._network_input is not NeuralODE._network_input or _hooked(self.net)):
+        if (not type(self).__dict__.get("_FOLDED_AS_DEFINED") or self.net.activation != "tanh"
+                or self.x_mean.device.type != "cpu" or _hooked(self.net)):
             return self.flow
         weights = [*self.net.parameters(), self.x_mean, self.x_scale]  # all that the folded flow is made of
         if any(w.dtype != self.torch_dtype for w in weights):  # e.g. model.double() of a float32 model
