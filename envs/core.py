@@ -104,7 +104,7 @@ class PhysodeEnv(gym.Env):
         self._always_finite = (dynamics is None and integrator == "semi_implicit_euler" and self.max_speed is not None
                                and system.finite_everywhere)
         self.render_mode = render_mode
-        self.metadata = {**self.metadata, "render_fps": max(1, round(1 / self.dt))}  # frames play in real time
+        self.metadata = {**self.metadata, "render_fps": max(1, round(1 / self.dt))}  # frames play in about real time
         self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, (system.control_dim,), np.float32)
         high = self.observation_bound().astype(np.float32)
         self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)

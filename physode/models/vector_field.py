@@ -65,9 +65,10 @@ class SigmoidForm:
 
     The folded weights are copies: build one for a run of evaluations with fixed weights (a solve
     without gradients), not across training steps. Folding the shift trades a little accuracy where
-    ``|shift| / scale`` is large (``(W / s) x - (W / s) m`` cancels): about 1e-11 relative in float64 at a
-    shift of 1000 and scale of 0.01, far below any solver tolerance. :meth:`first_layer_bias` folds inputs that stay
-    constant over many evaluations (a control held over a step) into the first layer's bias.
+    ``|shift| / scale`` is large (``(W / s) x - (W / s) m`` cancels): about 1e-11 relative in float64
+    at a shift of 1000 and scale of 0.01, far below any solver tolerance. :meth:`first_layer_bias`
+    folds inputs that stay constant over many evaluations (a control held over a step) into the first
+    layer's bias.
     """
 
     def __init__(self, mlp: MLP, shift=None, scale=None, out_scale=None):
