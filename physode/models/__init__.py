@@ -9,7 +9,7 @@ from .hamiltonian import HamiltonianODE
 from .neural_ode import NeuralODE
 from .odeblock import ODEBlock
 from .resnet_step import ResNetStep
-from .vector_field import ACTIVATIONS, MLP
+from .vector_field import ACTIVATIONS, MLP, SigmoidForm
 
 MODELS = {"node": NeuralODE, "anode": AugmentedNeuralODE, "resnet": ResNetStep, "hnn": HamiltonianODE}
 
@@ -24,4 +24,5 @@ __all__ = [
     "NeuralODE",
     "ODEBlock",
     "ResNetStep",
+    "SigmoidForm",
 ]
