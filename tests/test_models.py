@@ -326,6 +326,12 @@ def test_folded_weights_follow_every_change_of_the_weights():
     assert agrees()
     with torch.no_grad():
         assert not torch.equal(model.rollout(x0, T, u), before)
+    net, z = model.net, torch.randn(5, 3, dtype=torch.float64)  # the network called by itself keeps its form too
+    with torch.no_grad():
+        first = net(z)
+        net[2].bias.data += 1.0
+        torch.testing.assert_close(net(z), torch.nn.Sequential(*net)(z), rtol=0, atol=1e-12)
+        assert not torch.equal(net(z), first)
 
 
 def test_a_model_whose_network_folding_would_skip_something_runs_unfolded():
@@ -335,14 +341,15 @@ def test_a_model_whose_network_folding_would_skip_something_runs_unfolded():
     x0, u = torch.tensor([[0.5, -0.2]]), torch.tensor([[0.3]])
     with torch.no_grad():
         moved = model.rollout(x0, T, u)
-        assert "_folded" in model.__dict__
-        assert "_folded" not in copy.deepcopy(model).__dict__ and "_folded" not in pickle.loads(pickle.dumps(model)).__dict__
+        assert "_sigmoid_form" in model.net.__dict__
+        for again in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert "_sigmoid_form" not in again.net.__dict__
         hook = model.net.register_forward_hook(lambda module, inputs, output: output * 0)
         torch.testing.assert_close(model.rollout(x0, T, u), x0[:, None].expand(1, 6, 2))  # the hook's zero field
         hook.remove()
         torch.testing.assert_close(model.rollout(x0, T, u), moved)
         wide = copy.deepcopy(model).double()  # float32 by its config, float64 weights: promoted as torch.tanh's path is
-        assert "_folded" not in wide.__dict__ and wide.inference_flow() == wide.flow
+        assert "_sigmoid_form" not in wide.net.__dict__ and wide.inference_flow() == wide.flow
         torch.testing.assert_close(wide.rollout(x0, T, u), moved, rtol=1e-5, atol=1e-6)
     torch.nn.utils.parametrizations.weight_norm(model.net[0])
     with torch.no_grad():

@@ -56,11 +56,9 @@ class NeuralODE(ContinuousModel):
         return self._scale_output(self.net(self._network_input(t, z, u)))
 
     def inference_flow(self):
-        """``flow`` with the weights folded (a ``tanh`` network on the CPU, see :class:`~physode.models.SigmoidForm`).
+        """``flow`` with the weights folded (a ``tanh`` network on the CPU, see :meth:`MLP.sigmoid_form
+        <physode.models.MLP.sigmoid_form>`: kept between solves until a weight or the normalisation changes).
 
-        The folded weights are kept with a copy of the weights they came from and rebuilt whenever any weight
-        or normalisation buffer differs from it (an optimiser step, ``load_state_dict``, an edit through
-        ``.data``): comparing is a few microseconds, folding tens, and an env steps the same weights every step.
         The network runs as itself (``flow``) where folding would skip something: a subclass (the fold copies
         ``flow`` as this class and :class:`AugmentedNeuralODE` define it, which a subclass may change in any of its
         parts), forward hooks on the network or its layers (weight norm and pruning are such hooks), or
@@ -69,35 +67,15 @@ class NeuralODE(ContinuousModel):
         if (not type(self).__dict__.get("_FOLDED_AS_DEFINED") or self.net.activation != "tanh"
                 or self.x_mean.device.type != "cpu" or _hooked(self.net)):
             return self.flow
-        weights = [*self.net.parameters(), self.x_mean, self.x_scale]  # all that the folded flow is made of
-        if any(w.dtype != self.torch_dtype for w in weights):  # e.g. model.double() of a float32 model
+        if self.x_mean.dtype != self.torch_dtype or self.net[0].weight.dtype != self.torch_dtype:  # model.double()
             return self.flow
-        kept = self.__dict__.get("_folded")
-        if kept is None or not _equal_tensors(kept[0], weights):
-            extra = self.solver_dim - self.state_dim
-            shift = torch.cat([self.x_mean, self.x_mean.new_zeros(extra)])
-            scale = torch.cat([self.x_scale, self.x_scale.new_ones(extra)])
-            kept = self._folded = ([w.detach().clone() for w in weights],
-                                  self.net.sigmoid_form(shift, scale, scale))
-        return _FoldedFlow(self, kept[1])
-
-    def _apply(self, fn, *args, **kwargs):  # moved or cast: the folded copies are dropped, not carried along
-        self.__dict__.pop("_folded", None)
-        return super()._apply(fn, *args, **kwargs)
-
-    def __getstate__(self):  # pickled or deep-copied without the folded copies (refolded when next needed)
-        state = super().__getstate__()
-        state.pop("_folded", None)
-        return state
+        # the state's first D coordinates are normalised and scaled; an augmented model's extra ones are not
+        return _FoldedFlow(self, self.net.sigmoid_form(self.x_mean, self.x_scale, self.x_scale))
 
 
 def _hooked(net: torch.nn.Sequential) -> bool:
     """Whether the network or one of its layers has forward hooks, which a folded network would not run."""
     return any(m._forward_hooks or m._forward_pre_hooks for m in (net, *net))
-
-
-def _equal_tensors(these, those) -> bool:
-    return len(these) == len(those) and all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(these, those, strict=True))
 
 
 class _FoldedFlow:

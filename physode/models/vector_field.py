@@ -47,8 +47,34 @@ class MLP(nn.Sequential):
         return super().forward(x)
 
     def sigmoid_form(self, shift=None, scale=None, out_scale=None) -> SigmoidForm:
-        """This ``tanh`` network as a :class:`SigmoidForm`: its weights folded once, for evaluations without gradients."""
-        return SigmoidForm(self, shift, scale, out_scale)
+        """This ``tanh`` network as a :class:`SigmoidForm` (with the maps given), for evaluations without gradients.
+
+        It is kept between calls with a copy of the weights and maps it was folded from, and refolded whenever
+        any of them differs (an optimiser step, ``load_state_dict``, an edit through ``.data``, other maps):
+        comparing takes a few microseconds, folding tens, and a rollout evaluates the same weights many times.
+        """
+        made_from = [*self.parameters(), shift, scale, out_scale]
+        kept = self.__dict__.get("_sigmoid_form")
+        if kept is None or not _equal_tensors(kept[0], made_from):
+            kept = self._sigmoid_form = ([None if w is None else w.detach().clone() for w in made_from],
+                                         SigmoidForm(self, shift, scale, out_scale))
+        return kept[1]
+
+    def _apply(self, fn, *args, **kwargs):  # moved or cast: the folded copies are dropped, not carried along
+        self.__dict__.pop("_sigmoid_form", None)
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):  # pickled or deep-copied without the folded copies (refolded when next needed)
+        state = super().__getstate__()
+        state.pop("_sigmoid_form", None)
+        return state
+
+
+def _equal_tensors(these, those) -> bool:
+    """Whether two lists hold equal tensors (or None) place by place."""
+    return len(these) == len(those) and all(
+        (a is None and b is None) or (a is not None and b is not None and a.dtype == b.dtype and torch.equal(a, b))
+        for a, b in zip(these, those, strict=True))
 
 
 class SigmoidForm:
@@ -58,8 +84,8 @@ class SigmoidForm:
     ``W (2s - 1) + b`` is then ``2 W s + (b - W 1)``, and the factor 2 of the next sigmoid's argument
     joins the same matrix: every layer is one ``addmm`` and one in-place sigmoid, against four
     element-wise passes for ``2 sigmoid(2z) - 1`` written out. Optionally an input map
-    ``(x - shift) / scale`` of the first ``len(scale)`` inputs and an output scale ``out_scale`` are
-    folded into the first and last layers (a model's normalisation), so an evaluation is those
+    ``(x - shift) / scale`` of the first ``len(scale)`` inputs and a scale ``out_scale`` of the first
+    ``len(out_scale)`` outputs are folded into the first and last layers (a model's normalisation), so an evaluation is those
     ``addmm`` and sigmoids alone. It agrees with the ``torch.tanh`` network to float rounding (tested
     in float32 and float64).
 
@@ -84,7 +110,9 @@ class SigmoidForm:
             self.hidden = [(2 * (layer.bias - layer.weight.sum(1)), 4 * layer.weight.t()) for layer in linears[1:-1]]
             weight, bias = 2 * last.weight, last.bias - last.weight.sum(1)
             if out_scale is not None:
-                weight, bias = weight * out_scale[:, None], bias * out_scale
+                k = out_scale.shape[0]
+                weight = torch.cat([weight[:k] * out_scale[:, None], weight[k:]])
+                bias = torch.cat([bias[:k] * out_scale, bias[k:]])
             self.last_bias, self.last_weight = bias, weight.t()
 
     def first_layer_bias(self, inputs: torch.Tensor, start: int) -> torch.Tensor:
