@@ -28,27 +28,54 @@ def store(params, name: str, value) -> None:
 
 
 class System:
-    """A ground-truth dynamical system ``dx/dt = f(t, x, u)``.
+    """A ground-truth dynamical system ``dx/dt = f(t, x, u)``: the extension point for your own systems.
 
-    Subclasses set ``name`` and ``Params`` (a dataclass) and implement :meth:`vector_field`,
-    :meth:`energy` and :meth:`sample_initial_states`.
+    Subclasses set ``name``, ``state_names`` (``state_dim`` follows from them unless set), ``control_dim``
+    (default 0) and optionally ``Params`` (a frozen dataclass of the parameters), and implement
+    :meth:`vector_field` and :meth:`sample_initial_states`; :meth:`energy` (and ``momentum``) where it
+    applies. Without an ``__init__`` of their own they are built from keyword parameters,
+    ``MySystem(alpha=2.0)``, which fill ``Params``. Register a subclass by name with
+    :func:`physode.register_system` so that files naming it can be read with their true system.
 
     Attributes:
-        params: the parameter dataclass.
+        params: the parameter dataclass (None for a system without parameters).
         state_dim: ``D``, the length of a state vector.
         control_dim: ``C``, the length of a control vector (0 when the system takes none).
         state_names: one name per state component.
+        time_dependent: True when the field depends on ``t`` itself (e.g. a periodic forcing); learned models of
+            it are then built with ``time_dependent=True``.
+        lyapunov_exponent: the largest Lyapunov exponent (1 / time unit) where the system knows it (chaotic
+            systems), else None; evaluation then also reports valid times in Lyapunov times.
+        stiff: True when explicit solvers would crawl (simulate then asks for ``method="radau"``).
     """
 
     name: ClassVar[str]
-    Params: ClassVar[type]
+    Params: ClassVar[type | None] = None
+    control_dim: int = 0
+    time_dependent: bool = False
+    lyapunov_exponent: float | None = None
 
-    def __init__(self, params) -> None:
+    def __init__(self, params=None, **values) -> None:
+        if params is None and self.Params is not None:
+            try:
+                params = self.Params(**values)
+            except TypeError as exc:  # an unknown or missing keyword
+                raise PhysodeError(f"{type(self).__name__}: {exc}; its parameters are the fields of "
+                                   f"{self.Params.__name__}") from None
+        elif values:
+            raise PhysodeError(f"{type(self).__name__} takes no parameters {sorted(values)} (it defines no Params dataclass)")
         self.params = params
 
-    state_dim: int
-    control_dim: int
     state_names: tuple[str, ...]
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.state_names)
+
+    @property
+    def stiff(self) -> bool:
+        """Whether explicit solvers would need impractically many steps (default False)."""
+        return False
 
     def vector_field(self, t, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
         """``dx/dt`` at states ``x: (..., D)`` with controls ``u: (..., C)`` (zero when None).
@@ -83,7 +110,8 @@ class System:
 
     def spec(self) -> dict:
         """``{"name": ..., "params": {...}}``, plain JSON data that :func:`physode.system_from_spec` inverts."""
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.params).items()}
+        values = {} if self.params is None else dataclasses.asdict(self.params)
+        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
         return {"name": self.name, "params": params}
 
     def _check_inputs(self, x: torch.Tensor, u: torch.Tensor | None) -> None:
@@ -98,7 +126,8 @@ class System:
             )
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.params).items())
+        values = {} if self.params is None else dataclasses.asdict(self.params)
+        fields = ", ".join(f"{k}={v!r}" for k, v in values.items())
         return f"{type(self).__name__}({fields})"
 
     def __eq__(self, other) -> bool:
