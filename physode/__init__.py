@@ -2,7 +2,8 @@
 
 The public API, re-exported from one place:
 
-* systems: :class:`Pendulum`, :class:`SpringMass`, :class:`NBody`, :func:`make_system`
+* systems: :class:`Pendulum`, :class:`SpringMass`, :class:`NBody`, ...; your own as a :class:`System`
+  subclass or an :class:`ODESystem` from a function; :func:`register_system`, :func:`make_system`
 * simulation: :func:`simulate` (batched float64 ground truth, per-trajectory error control)
 * data: :class:`TrajectoryDataset` (generate, split, save, load)
 * learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`
@@ -14,12 +15,13 @@ The public API, re-exported from one place:
 from .data import TrajectoryDataset
 from .collect import collect
 from .evaluate import Report, compare
-from .errors import FileFormatError, PhysodeError, PhysodeWarning, SolverError, UnknownNameError
+from .errors import FileFormatError, PhysodeError, PhysodeWarning, SolverError, UnknownNameError, UnknownSystemError
 from .checkpoint import load_model, save_checkpoint
 from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ODEBlock, ResNetStep
 from .simulate import METHODS, simulate
 from .train import TrainConfig, TrainResult, build_model, fit
-from .systems import SYSTEMS, MechanicalSystem, NBody, Pendulum, SpringMass, System, make_system, system_from_spec
+from .systems import (SYSTEMS, MechanicalSystem, NBody, ODESystem, Pendulum, SpringMass, System, make_system,
+                      register_system, resolve_system, system_from_spec)
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,7 @@ __all__ = [
     "DynamicsModel",
     "HamiltonianODE",
     "NeuralODE",
+    "ODESystem",
     "ODEBlock",
     "ResNetStep",
     "SYSTEMS",
@@ -45,6 +48,7 @@ __all__ = [
     "System",
     "TrajectoryDataset",
     "UnknownNameError",
+    "UnknownSystemError",
     "TrainConfig",
     "TrainResult",
     "__version__",
@@ -55,6 +59,8 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "make_system",
+    "register_system",
+    "resolve_system",
     "simulate",
     "system_from_spec",
 ]

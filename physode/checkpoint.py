@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .devices import resolve_device
-from .errors import FileFormatError, PhysodeError
+from .errors import FileFormatError, PhysodeError, UnknownSystemError
 from .files import atomic_write
 from .models import MODELS, DynamicsModel
 from .systems import system_from_spec
@@ -104,6 +104,8 @@ def load_model(path, map_location="cpu", expected: type | None = None) -> Dynami
     spec = payload.get("system")
     try:  # in today's form (parameters added since get their defaults)
         model.system_spec = None if spec is None else system_from_spec(spec).spec()
+    except UnknownSystemError:  # a system that nothing in this session provides: the model still loads, as it was saved
+        model.system_spec = dict(spec)
     except PhysodeError as exc:
         raise FileFormatError(f"{str(path)!r} names a system physode cannot rebuild: {exc}") from None
     model.training_info = payload.get("training")

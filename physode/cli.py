@@ -24,8 +24,12 @@ from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
 from .job import PRESETS, evaluate_models, redraw, run_compare
 from .models import MODELS
-from .systems import SYSTEMS, make_system
+from .systems import known_names, resolve_system
 from .train import TrainConfig, build_model, fit
+
+
+SYSTEM_HELP = (f"a system: one of {', '.join(known_names())}, a system registered by an installed package, or your own "
+               "named by import path, module:Class (its folder on PYTHONPATH)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sim = commands.add_parser("simulate", help="simulate a system and write a trajectory dataset (.npz)")
-    sim.add_argument("system", choices=sorted(SYSTEMS), help="which ground-truth system")
+    sim.add_argument("system", help=SYSTEM_HELP)
     sim.add_argument("--n", type=int, default=512, help="number of trajectories (default 512)")
     sim.add_argument("--t-end", type=float, default=10.0, help="end time of every trajectory (default 10)")
     sim.add_argument("--dt", type=float, default=0.1, help="time step of the grid (default 0.1)")
@@ -90,10 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     comp = commands.add_parser("compare", help="the main job: simulate, train every model, evaluate, draw")
-    comp.add_argument("system", choices=sorted(SYSTEMS), help="which ground-truth system")
+    comp.add_argument("system", help=SYSTEM_HELP)
     comp.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick (minutes) or full (the README's figures)")
     comp.add_argument("--out", default=None, help="run folder (default runs/SYSTEM-TIMESTAMP); existing stages are reused")
-    comp.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    comp.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(MODELS)} (default: every model "
+                      "that can represent the system)")
     comp.add_argument("--seed", type=int, default=0, help="seed of data, weights and windows (default 0)")
     _evaluation_options(comp)
     _device_option(comp)
@@ -142,7 +147,7 @@ def _device_option(parser) -> None:
 
 def _simulate(args) -> None:
     start = time.perf_counter()
-    system = make_system(args.system, **dict(args.param))
+    system = resolve_system(args.system, **dict(args.param))
     options = {"method": args.method, "rtol": args.rtol, "atol": args.atol}
     if args.step_size is not None:
         options["step_size"] = args.step_size
@@ -193,7 +198,7 @@ def _evaluate(args) -> None:
 
 
 def _compare(args) -> None:
-    models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+    models = None if args.models is None else tuple(name.strip() for name in args.models.split(",") if name.strip())
     run_compare(args.system, args.preset, args.out, models, seed=args.seed, horizons=args.horizons,
                 reference=args.reference, progress=not args.quiet and sys.stderr.isatty(), device=args.device)
 

@@ -24,7 +24,9 @@ from .errors import FileFormatError, PhysodeError, PhysodeWarning
 from .files import atomic_write
 from .errors import unknown_name
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, simulate
+from .errors import UnknownSystemError
 from .systems import System, system_from_spec
+from .systems.registry import HOW_TO_REGISTER, refuse_name_clash
 
 FORMAT = "physode.TrajectoryDataset"
 FORMAT_VERSION = 1
@@ -45,12 +47,17 @@ class TrajectoryDataset:
         t_train: training horizon; times ``<= t_train`` are for training, later ones for extrapolation.
         system_spec: ``{"name", "params"}`` of the generating system, or None for recorded data (e.g.
             :func:`physode.collect` from a Gymnasium env), which then names its source in ``meta["source"]``.
+            The constructor takes a spec or a :class:`~physode.System` itself. A spec whose system nothing
+            registered or installed provides is kept as it is: the data load and train, and whatever needs
+            the true system (:attr:`system`) says how to register it.
         meta: how it was made (seed, grid, noise_std, dt, t_end, ...).
     """
 
-    def __init__(self, t, x, system_spec: dict | None, *, x_clean=None, u=None, split=None, t_train=None, meta=None):
-        system = None if system_spec is None else system_from_spec(system_spec)
-        self.system_spec = None if system is None else system.spec()
+    def __init__(self, t, x, system_spec, *, x_clean=None, u=None, split=None, t_train=None, meta=None):
+        system = _known_system(system_spec)
+        self._system = system_spec if isinstance(system_spec, System) else None  # the very object it was made from
+        # a system that nothing registered or installed provides keeps its spec as it is: the data still load
+        self.system_spec = system.spec() if system is not None else None if system_spec is None else dict(system_spec)
         self.meta = _plain_meta(meta)
         self.x = as_float_tensor(x, "x").detach()
         dim = self.x.shape[-1] if system is None else system.state_dim
@@ -128,6 +135,7 @@ class TrajectoryDataset:
         """
         if not isinstance(system, System):
             raise PhysodeError(f"system must be a physode System (see physode.make_system), got {system!r}")
+        refuse_name_clash(system)
         for key in simulate_options:
             if key not in SIMULATE_OPTIONS:
                 raise unknown_name("option of generate", key, SIMULATE_OPTIONS)
@@ -161,6 +169,7 @@ class TrajectoryDataset:
             "dt": t_end / (n_times - 1),  # the grid's spacing (the dt asked for, rounded to fit t_end)
             "t_end": t_end,
             "noise_std": noise_std,
+            "time_dependent": bool(system.time_dependent),
             "controls": None if controls is None else (controls if isinstance(controls, str) else "given"),
             "fractions": list(fractions),
             # how the states were computed: the solver and its settings, defaults included
@@ -168,17 +177,32 @@ class TrajectoryDataset:
         }
         if controls == "random":
             meta["control_scale"] = float(control_scale)
-        return cls(t, x_clean if x is None else x, system.spec(), x_clean=x_clean, u=u, split=splits, t_train=t_train,
+        return cls(t, x_clean if x is None else x, system, x_clean=x_clean, u=u, split=splits, t_train=t_train,
                    meta=meta)
 
     # ------------------------------------------------------------------ views
     @property
     def system(self) -> System:
-        """The generating system, rebuilt from :attr:`system_spec`."""
+        """The generating system: the one it was made from in this session, else rebuilt from :attr:`system_spec`
+        through the registry (:class:`~physode.UnknownSystemError` saying how to register it when nothing provides it)."""
         if self.system_spec is None:
             raise PhysodeError(f"this dataset was recorded from {self.name}, not simulated from a physode system, so "
                                "there is no true vector field to compare with; this needs a dataset from physode simulate")
-        return system_from_spec(self.system_spec)
+        if self._system is not None:
+            return self._system
+        try:
+            return system_from_spec(self.system_spec)
+        except UnknownSystemError:
+            raise UnknownSystemError(f"this dataset was simulated from system {self.name!r}, which nothing in this session "
+                                     f"provides, so its true field is unknown here; {HOW_TO_REGISTER}") from None
+
+    @property
+    def has_system(self) -> bool:
+        """Whether the true system is at hand (:attr:`system` works): False for recorded data and for a system that
+        nothing registered or installed provides."""
+        if self.system_spec is None:
+            return False
+        return self._system is not None or _known_system(self.system_spec) is not None
 
     @property
     def name(self) -> str:
@@ -199,6 +223,14 @@ class TrajectoryDataset:
             if array is not None:
                 digest.update(array.contiguous().numpy())
         return digest.hexdigest()[:16]
+
+    @property
+    def time_dependent(self) -> bool:
+        """Whether the dynamics depend on time itself (e.g. a forcing), as recorded when the data were made
+        (``meta["time_dependent"]``) or as the true system says."""
+        if "time_dependent" in self.meta:
+            return bool(self.meta["time_dependent"])
+        return self.has_system and bool(self.system.time_dependent)
 
     @property
     def n_times(self) -> int:
@@ -245,7 +277,7 @@ class TrajectoryDataset:
         t = self.t if self.t.ndim == 1 else self.t[index]
         u = None if self.u is None else self.u[index]
         return TrajectoryDataset(
-            t, self.x[index], self.system_spec, x_clean=self.x_clean[index], u=u,
+            t, self.x[index], self.system_spec if self._system is None else self._system, x_clean=self.x_clean[index], u=u,
             split=self.split[index].numpy(), t_train=self.t_train, meta=self.meta,
         )
 
@@ -369,6 +401,17 @@ class TrajectoryDataset:
             )
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:  # incl. PhysodeError
             raise FileFormatError(f"{str(path)!r} is an inconsistent dataset: {exc}") from None
+
+
+def _known_system(spec) -> System | None:
+    """The system a dataset's ``spec`` (a spec dict or a System) names, or None: recorded data (no spec), or a
+    system that nothing registered or installed provides."""
+    if spec is None or isinstance(spec, System):
+        return spec
+    try:
+        return system_from_spec(spec)
+    except UnknownSystemError:
+        return None
 
 
 def _grid(n: int, n_times: int, t_end: float, irregular: bool, gen: np.random.Generator) -> torch.Tensor:

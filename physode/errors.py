@@ -14,6 +14,10 @@ class UnknownNameError(PhysodeError):
     """A name (system, solver, parameter, ...) that physode does not know; the message lists valid ones."""
 
 
+class UnknownSystemError(UnknownNameError):
+    """A system name that nothing registered or installed provides; the message says how to register one."""
+
+
 class FileFormatError(PhysodeError):
     """A file that is missing, truncated, corrupt, of another kind or of an unsupported version."""
 

@@ -14,9 +14,10 @@ The scores:
 * rollout error against time, per trajectory ``e_i(t) = ||x_hat_i(t) - x_i(t)|| / ||x_i(t)||``: median,
   mean and 90th percentile over trajectories, and the normalised MSE
   ``sum_i ||x_hat_i(t) - x_i(t)||^2 / sum_i ||x_i(t)||^2``, read off at the horizons (multiples of t_train);
-* valid prediction time: the median over trajectories of the first time ``e_i(t)`` exceeds a threshold;
-* vector-field error ``||f_hat - f|| / ||f||`` on the test states and on a grid over the data's
-  bounding box (ResNet step models through their implied field);
+* valid prediction time: the median over trajectories of the first time ``e_i(t)`` exceeds a threshold, and
+  for a system that gives its largest Lyapunov exponent ``lambda`` also in Lyapunov times ``lambda * t``;
+* vector-field error ``||f_hat - f|| / ||f||`` on the test states (at their own times) and on a grid over the
+  data's bounding box (at t = 0) (ResNet step models through their implied field);
 * energy drift ``|E(t) - E(0)| / |E(0)|`` (median over trajectories, at the horizons) where the system
   defines an energy, and total-momentum drift for n-body;
 * cost: parameters, NFE per rollout, wall time of the batched rollout, training time when known.
@@ -69,12 +70,15 @@ class Report:
     def to_markdown(self) -> str:
         horizons = self.meta["horizons"]
         t_train = self.meta["t_train"]
-        head = ["model", "params", *(f"median err @ t={h * t_train:g}" for h in horizons), "valid time",
+        exponent = self.meta.get("lyapunov_exponent")
+        head = ["model", "params", *(f"median err @ t={h * t_train:g}" for h in horizons),
+                "valid time" + (" (Lyapunov times)" if exponent else ""),
                 "field err (test)", "field err (grid)", "energy drift @ end", "NFE", "rollout s"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, r in self.rows.items():
             cells = [name, str(r["parameters"]), *(f"{r['median_error'][str(h)]:.2e}" for h in horizons),
-                     f"{r['valid_time']:.2f}", f"{r['field_error_test']:.2e}", f"{r['field_error_grid']:.2e}",
+                     f"{r['valid_time']:.2f}" + (f" ({r['valid_lyapunov_times']:.2f})" if exponent else ""),
+                     f"{r['field_error_test']:.2e}", f"{r['field_error_grid']:.2e}",
                      "" if r.get("energy_drift") is None else f"{r['energy_drift'][str(horizons[-1])]:.2e}",
                      "" if r["nfe"] is None else str(r["nfe"]), f"{r['rollout_seconds']:.3f}"]
             lines.append("| " + " | ".join(cells) + " |")
@@ -128,11 +132,14 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         keep = test.times[0] <= t_end * (1 + 1e-9)
         times, truth = test.times[0, keep].contiguous(), test.x_clean[:, keep]
         x0 = truth[:, 0]
-    states = test.x_clean[test.train_time_mask]  # test states within the training horizon
+    states = test.x_clean[test.train_time_mask]  # test states within the training horizon, at their own times
+    state_times = test.times[test.train_time_mask]  # (a time-dependent field is compared where the data were)
     grid = _box_grid(dataset.x_clean.reshape(-1, dataset.state_dim), grid_points, seed)
+    exponent = getattr(system, "lyapunov_exponent", None)
 
     rows, curves, trajectories = {}, {}, {}
     x0_device, times_device, states_device, grid_device = (v.to(device) for v in (x0, times, states, grid))
+    state_times_device = state_times.to(device)
     for name, model in tqdm({"true system": system, **models}.items(), desc="evaluate", unit="model", disable=not progress):
         if isinstance(model, torch.nn.Module):
             model.to(device)
@@ -156,16 +163,19 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
             "p90_error": {h: float(curves[name]["p90"][i]) for h, i in at.items()},
             "nmse": {h: float(curves[name]["nmse"][i]) for h, i in at.items()},
             "valid_time": _valid_time(err, times.numpy(), threshold),
-            "field_error_test": _field_error(model, system, states_device),
-            "field_error_grid": _field_error(model, system, grid_device),
+            "field_error_test": _field_error(model, system, states_device, state_times_device),
+            "field_error_grid": _field_error(model, system, grid_device, 0.0),
             "energy_drift": _energy_drift(system, pred, at),
             "momentum_drift": _momentum_drift(system, pred),
             "nfe": _evaluations(model, t_end),
             "rollout_seconds": seconds,
             "training_seconds": (getattr(model, "training_info", None) or {}).get("seconds"),
         }
+        if exponent:
+            rows[name]["valid_lyapunov_times"] = rows[name]["valid_time"] * exponent
     meta = {"system": dataset.system_spec, "t_train": dataset.t_train, "horizons": list(horizons),
-            "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference}
+            "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference,
+            "lyapunov_exponent": exponent}
     return Report(rows, curves, times.numpy(), meta, trajectories)
 
 
@@ -239,10 +249,11 @@ def _box_grid(states: torch.Tensor, points: int, seed: int) -> torch.Tensor:
     return low + (high - low) * torch.rand(4096, states.shape[1], generator=gen, dtype=torch.float64)
 
 
-def _field_error(model, system, states) -> float:
+def _field_error(model, system, states, t) -> float:
+    """``||f_hat - f|| / ||f||`` over ``states: (M, D)`` at times ``t`` (a number or ``(M,)``)."""
     with torch.no_grad():
-        truth = system.vector_field(0.0, states)
-        learned = model.vector_field(0.0, states)  # float64, as the states, whatever the model's dtype
+        truth = system.vector_field(t, states)
+        learned = model.vector_field(t, states)  # float64, as the states, whatever the model's dtype
     return float((learned - truth).norm() / truth.norm().clamp_min(1e-30))
 
 

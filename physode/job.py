@@ -30,8 +30,9 @@ from .errors import PhysodeError, unknown_name
 from .files import make_folder
 from .evaluate import compare, evaluation_horizons
 from .models import MODELS
-from .systems import SYSTEMS, make_system
-from .train import TrainConfig, build_model, fit
+from .systems import BUILTIN_SYSTEMS, System, resolve_system
+from .systems.base import defines_energy
+from .train import TrainConfig, build_model, fit, model_misfit
 
 #: Dataset and training size per preset: "smoke" checks the plumbing in seconds (tests), "quick" runs in a
 #: few minutes on 2 CPU cores, "full" makes the README's figures.
@@ -40,36 +41,70 @@ PRESETS = {
     "quick": {"n_trajectories": 64, "t_end": 10.0, "dt": 0.1, "steps": 1000, "time_limit": 45.0, "hidden": 32},
     "full": {"n_trajectories": 256, "t_end": 10.0, "dt": 0.1, "steps": 3000, "time_limit": 120.0, "hidden": 64},
 }
-#: Per system, parameters of the default comparison (n-body: three bodies in the plane).
-SYSTEM_DEFAULTS = {"pendulum": {}, "spring_mass": {"n_masses": 1}, "nbody": {"n_bodies": 3, "dim": 2}}
+#: Per built-in system, the parameters of the default comparison (n-body: three bodies in the plane; Duffing: the
+#: forced, chaotic double well of Guckenheimer & Holmes), and grid settings that replace the preset's where the
+#: dynamics are faster than its step (``dt``) resolves.
+SYSTEM_DEFAULTS = {
+    "pendulum": {},
+    "spring_mass": {"params": {"n_masses": 1}},
+    "nbody": {"params": {"n_bodies": 3, "dim": 2}},
+    "double_pendulum": {"dt": 0.05},
+    "cart_pole": {},
+    "van_der_pol": {},
+    "duffing": {"params": {"alpha": -1.0, "beta": 1.0, "delta": 0.3, "gamma": 0.5, "omega": 1.2}},
+    "lorenz": {"dt": 0.02},
+}
 
 
-def run_compare(system_name: str, preset: str = "quick", out_dir=None, models=tuple(MODELS), seed: int = 0,
+def comparison_system(system) -> tuple[System, dict]:
+    """The system of ``physode compare SYSTEM`` and the grid settings that replace the preset's: a System as it is,
+    a built-in's name with its comparison defaults (:data:`SYSTEM_DEFAULTS`), or any other name or import path
+    ``module:Class`` that :func:`~physode.systems.resolve_system` takes."""
+    named = not isinstance(system, System)
+    if named:
+        system = resolve_system(system)
+    defaults = SYSTEM_DEFAULTS.get(system.name, {}) if type(system) in BUILTIN_SYSTEMS else {}
+    if named and defaults.get("params"):
+        system = type(system)(**defaults["params"])
+    return system, {key: value for key, value in defaults.items() if key != "params"}
+
+
+def run_compare(system_name, preset: str = "quick", out_dir=None, models=None, seed: int = 0,
                 horizons=None, reference: str = "system", progress: bool = False, device="auto", log=print) -> Path:
     """Run (or continue) the comparison job; returns the run folder.
 
-    ``horizons`` and ``reference`` are passed to :func:`physode.compare`; every stage runs on ``device``.
+    ``system_name``: see :func:`comparison_system`. ``models``: names from ``MODELS``; None: every model that can
+    represent the system (:func:`physode.train.model_misfit` says why one cannot, e.g. an HNN on an odd number of
+    states). ``horizons`` and ``reference`` are passed to :func:`physode.compare`; every stage runs on ``device``.
     """
     device = resolve_device(device)
-    if system_name not in SYSTEMS:
-        raise unknown_name("system", system_name, SYSTEMS)
     if preset not in PRESETS:
         raise unknown_name("preset", preset, PRESETS)
-    for name in models:
+    for name in models or ():
         if name not in MODELS:
             raise unknown_name("model", name, MODELS)
-    if not models:  # refused here, before anything is simulated or written
+    if models is not None and not models:  # refused here, before anything is simulated or written
         raise PhysodeError(f"models is empty: name at least one of {', '.join(MODELS)}")
-    settings = PRESETS[preset]
-    out = Path(out_dir) if out_dir is not None else Path("runs") / f"{system_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    system = make_system(system_name, **SYSTEM_DEFAULTS[system_name])
+    system, grid = comparison_system(system_name)
+    settings = {**PRESETS[preset], **grid}
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"{system.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    misfits = {name: model_misfit(name, system.state_dim, system.time_dependent, system.name) for name in MODELS}
+    if models is None:
+        models = tuple(name for name in MODELS if misfits[name] is None)
+        for name in MODELS:
+            if misfits[name] is not None:
+                log(f"leaving out {name}: {misfits[name]}")
+    else:
+        for name in models:
+            if misfits[name] is not None:
+                raise PhysodeError(misfits[name])
 
     data_path = out / "data.npz"
     if data_path.exists():
         dataset = TrajectoryDataset.load(data_path)
         if dataset.system_spec != system.spec():
-            raise PhysodeError(f"{out} holds a run of {dataset.name}, not {system_name}; "
-                               "choose another output folder")
+            raise PhysodeError(f"{out} holds a run of {dataset.name} {dataset.system_spec['params'] if dataset.system_spec else ''}, "
+                               f"not of {system.name} {system.spec()['params']}; choose another output folder")
         held = (len(dataset), dataset.meta.get("t_end"), dataset.meta.get("seed"))
         if held != (settings["n_trajectories"], settings["t_end"], seed):  # its models were trained on that data
             raise PhysodeError(f"{out} holds a run of {held[0]} trajectories to t = {held[1]} with seed {held[2]}, not the "
@@ -159,8 +194,9 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
     rollouts = {name: report.trajectories[name] for name in models}
     plot.error_horizon_figure(report, path=figures / "error_vs_horizon.png")
     plot.phase_portrait_figure(times, truth, rollouts, t_train=dataset.t_train, names=system.state_names,
-                               dims=(0, system.state_dim // 2), path=figures / "phase_portraits.png")
-    plot.energy_figure(system, times, {"truth": truth, **rollouts}, path=figures / "energy.png")
+                               dims=(0, max(1, system.state_dim // 2)), path=figures / "phase_portraits.png")
+    if defines_energy(system):
+        plot.energy_figure(system, times, {"truth": truth, **rollouts}, path=figures / "energy.png")
     for name, model in tqdm(models.items(), desc="figures", unit="model", disable=not progress):
         if dataset.state_dim == 2:
             seen = dataset.part_or("train", "all", None)  # evaluate's held-out data may have no train split

@@ -31,7 +31,7 @@ def test_simulate_irregular_controls_and_symplectic(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["simulate", "rocket", "-o", "x.npz"], "invalid choice: 'rocket'"),
+    (["simulate", "rocket", "-o", "x.npz"], "unknown system 'rocket'"),
     (["simulate", "pendulum", "--dt", "-0.1", "-o", "x.npz"], "dt must be"),
     (["simulate", "pendulum", "--dt", "0", "-o", "x.npz"], "dt must be"),
     (["simulate", "pendulum", "--n", "0", "-o", "x.npz"], "n_trajectories"),

@@ -45,7 +45,7 @@ def test_compare_refuses_bad_input(tmp_path, capsys):
     blocker.write_text("")
     assert main(["compare", "pendulum", "--preset", "smoke", "--out", str(blocker / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 6 and "not pendulum" in err[0] and "with seed 0, not the smoke preset's" in err[1]
+    assert len(err) == 6 and "not of pendulum" in err[0] and "with seed 0, not the smoke preset's" in err[1]
     assert "not the quick preset's 64" in err[2] and "'lstm'" in err[3] and "not a run folder" in err[4]
     assert "cannot write the dataset" in err[5] and blocker.read_text() == ""
 

@@ -1,49 +1,34 @@
-"""Ground-truth systems and the registry that builds them by name."""
+"""Ground-truth systems and the registry that finds them by name (:mod:`physode.systems.registry`)."""
 
 from __future__ import annotations
 
-import dataclasses
-
-from ..errors import FileFormatError, unknown_name
 from .base import MechanicalSystem, System
 from .nbody import NBody
+from .ode_system import ODESystem
 from .pendulum import Pendulum
+from .registry import (ENTRY_POINT_GROUP, SYSTEMS, known_names, make_system, register_system, resolve_system,
+                       spec_name, system_from_spec)
 from .spring_mass import SpringMass
 
-SYSTEMS: dict[str, type[System]] = {cls.name: cls for cls in (Pendulum, SpringMass, NBody)}
-
-
-def make_system(name: str, **params) -> System:
-    """Build the system called ``name`` (``"pendulum"``, ``"spring_mass"``, ``"nbody"``) with ``params``.
-
-    Unknown names and parameters raise a :class:`~physode.PhysodeError` listing the valid ones.
-    """
-    if name not in SYSTEMS:
-        raise unknown_name("system", name, SYSTEMS)
-    cls = SYSTEMS[name]
-    valid = [f.name for f in dataclasses.fields(cls.Params)]
-    for key in params:
-        if key not in valid:
-            raise unknown_name(f"parameter for {name}", key, valid)
-    return cls(**params)
-
-
-def system_from_spec(spec) -> System:
-    """Rebuild a system from :meth:`System.spec` output (as read back from a file)."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(
-        spec.get("params", {}), dict
-    ):
-        raise FileFormatError(f"a system spec must be {{'name': str, 'params': dict}}, got {spec!r}")
-    return make_system(spec["name"], **spec.get("params", {}))
-
+#: The built-in systems, registered under their names.
+BUILTIN_SYSTEMS = (Pendulum, SpringMass, NBody)
+for _system in BUILTIN_SYSTEMS:
+    register_system(_system)
 
 __all__ = [
+    "BUILTIN_SYSTEMS",
+    "ENTRY_POINT_GROUP",
     "SYSTEMS",
     "MechanicalSystem",
     "NBody",
+    "ODESystem",
     "Pendulum",
     "SpringMass",
     "System",
+    "known_names",
     "make_system",
+    "register_system",
+    "resolve_system",
+    "spec_name",
     "system_from_spec",
 ]
