@@ -2,14 +2,18 @@
 
 ``import physode.envs`` registers:
 
-==========================  ==============================================  =================
-id                          class                                           max_episode_steps
-==========================  ==============================================  =================
-``physode/Pendulum-v0``     :class:`PendulumEnv` (swing-up)                 200
-``physode/SpringMass-v0``   :class:`SpringMassEnv` (bring to rest)          200
-``physode/NBody-v0``        :class:`NBodyEnv` (keep the cluster together)   400
-``physode/Learned-v0``      :class:`LearnedDynamicsEnv` (a trained model)   200
-==========================  ==============================================  =================
+=====================================  ====================================================  =================
+id                                     class                                                 max_episode_steps
+=====================================  ====================================================  =================
+``physode/Pendulum-v0``                :class:`PendulumEnv` (swing-up)                       200
+``physode/SpringMass-v0``              :class:`SpringMassEnv` (bring to rest)                200
+``physode/NBody-v0``                   :class:`NBodyEnv` (keep the cluster together)         400
+``physode/CartPoleBalance-v0``         :class:`CartPoleBalanceEnv` (CartPole-v1's task)      500
+``physode/CartPoleSwingUp-v0``         :class:`CartPoleSwingUpEnv` (swing up, balance)       500
+``physode/DoublePendulumSwingUp-v0``   :class:`DoublePendulumSwingUpEnv` (swing up, hold)    400
+``physode/System-v0``                  :class:`SystemEnv` (any system, your reward)          200
+``physode/Learned-v0``                 :class:`LearnedDynamicsEnv` (a trained model)         200
+=====================================  ====================================================  =================
 
 Each also has a native vector env, ``gymnasium.make_vec(id, num_envs=N,
 vectorization_mode="vector_entry_point")`` (:class:`PhysodeVectorEnv`: one batched torch call steps every
@@ -26,15 +30,25 @@ from physode.errors import PhysodeError
 
 from .core import INTEGRATORS, InvalidAction, PhysodeEnv, PhysodeVectorEnv, ResetNeeded
 from .learned import LearnedDynamicsEnv
-from .systems import PENDULUM_V1, NBodyEnv, PendulumEnv, SpringMassEnv
+from .systems import PENDULUM_V1, NBodyEnv, PendulumEnv, SpringMassEnv, SystemEnv
+from .tasks import THETA_THRESHOLD, CartPoleBalanceEnv, CartPoleSwingUpEnv, DoublePendulumSwingUpEnv
 
-#: The true env of each system, by system name.
-ENV_CLASSES = {"pendulum": PendulumEnv, "spring_mass": SpringMassEnv, "nbody": NBodyEnv}
+#: The true env of each system, by system name: the task a learned model of that system is stepped in
+#: (:class:`LearnedDynamicsEnv`; its ``env_class`` picks another, e.g. :class:`CartPoleBalanceEnv`). A system
+#: without an entry gets :class:`SystemEnv`. The cart-pole's is the swing-up: its states cover the whole circle of
+#: pole angles, as the cart-pole's own initial-state distribution (the data a model learns from) does, where the
+#: balance task would only visit the few degrees around upright.
+ENV_CLASSES = {"pendulum": PendulumEnv, "spring_mass": SpringMassEnv, "nbody": NBodyEnv,
+               "cart_pole": CartPoleSwingUpEnv, "double_pendulum": DoublePendulumSwingUpEnv}
 #: Registered ids: class and episode length.
 ENV_IDS = {
     "physode/Pendulum-v0": (PendulumEnv, 200),
     "physode/SpringMass-v0": (SpringMassEnv, 200),
     "physode/NBody-v0": (NBodyEnv, 400),
+    "physode/CartPoleBalance-v0": (CartPoleBalanceEnv, 500),
+    "physode/CartPoleSwingUp-v0": (CartPoleSwingUpEnv, 500),
+    "physode/DoublePendulumSwingUp-v0": (DoublePendulumSwingUpEnv, 400),
+    "physode/System-v0": (SystemEnv, 200),
     "physode/Learned-v0": (LearnedDynamicsEnv, 200),
 }
 
@@ -62,10 +76,15 @@ __all__ = [
     "InvalidAction",
     "ResetNeeded",
     "PENDULUM_V1",
+    "THETA_THRESHOLD",
+    "CartPoleBalanceEnv",
+    "CartPoleSwingUpEnv",
+    "DoublePendulumSwingUpEnv",
     "LearnedDynamicsEnv",
     "NBodyEnv",
     "PendulumEnv",
     "PhysodeEnv",
     "PhysodeVectorEnv",
     "SpringMassEnv",
+    "SystemEnv",
 ]

@@ -7,6 +7,10 @@ Every step goes through :meth:`PhysodeEnv.transition`, which works on a batch of
 float64 torch; the single env uses it with ``N = 1`` and :class:`PhysodeVectorEnv` with ``N = num_envs``,
 so a vector env and ``N`` single envs take the same steps.
 
+A field that depends on the time itself (``time_dependent`` systems and models, e.g. a periodic forcing) is
+stepped from each state's own time, ``k dt`` after its episode's start; ``info["time"]`` reports it (the
+observation is the state alone). Autonomous fields step over ``[0, dt]``: the same flow from any start time.
+
 The states live on the env's ``device`` (``"auto"``: the GPU when present). Gymnasium's API hands
 actions in and observations, rewards and flags out as numpy arrays, so each step moves exactly those
 between host and device, once for the whole batch; on a GPU that pays off for large vector envs,
@@ -98,6 +102,8 @@ class PhysodeEnv(gym.Env):
         if reference and dynamics is None:
             raise PhysodeError("reference=True compares a learned model with the truth: pass dynamics=model too")
         self.reference = bool(reference)
+        # a field of t itself is stepped from each state's time (info["time"]); an autonomous one over [0, dt]
+        self.timed = bool(getattr(system, "time_dependent", False) or getattr(dynamics, "time_dependent", False))
         # semi-implicit Euler with a speed clip on a system without singularities cannot leave finite states (the
         # clipped speeds keep the accelerations finite and the positions growing at most linearly): such steps
         # skip the per-step finiteness check (6% of a PENDULUM_V1 step); every other kind of step has it
@@ -163,46 +169,54 @@ class PhysodeEnv(gym.Env):
         clipped = torch.from_numpy(a.reshape(-1, self.system.control_dim)).clamp(-self.action_bound, self.action_bound)
         return clipped.to(self.device)  # clamp made a copy: the caller's array is never written
 
-    def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True) -> torch.Tensor:
-        """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64); NaN rows
-        where the step cannot be computed (see :func:`_solved_rows`)."""
+    def advance(self, x: torch.Tensor, u: torch.Tensor, learned: bool = True, t: torch.Tensor | None = None) -> torch.Tensor:
+        """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64), from the times
+        ``t: (N,)`` of a time-dependent field (None: from 0); NaN rows where the step cannot be computed (see
+        :func:`_solved_rows`)."""
         if learned and self.dynamics is not None:
             with torch.inference_mode():
-                x_next = _solved_rows(self._learned_step, x, u)
+                x_next = _solved_rows(self._learned_step, x, u, t)
             x_next = x_next.clone()  # a copy made outside inference mode is an ordinary tensor
         elif self.integrator == "semi_implicit_euler":
             p = self.system.position_dim
             q, v = x[:, :p], x[:, p:]
-            v = v.add(self.system.acceleration(0.0, q, v, u), alpha=self.dt)
+            v = v.add(self.system.acceleration(0.0 if t is None else t, q, v, u), alpha=self.dt)
             if self.max_speed is not None:
                 v = v.clamp(-self.max_speed, self.max_speed)
             return torch.cat([q.add(v, alpha=self.dt), v], dim=1)
         else:
-            x_next = _solved_rows(self._simulated_step, x, u)
+            x_next = _solved_rows(self._simulated_step, x, u, t)
         if self.max_speed is not None:  # the true and the learned dynamics alike: observations stay in their space
             p = self.system.position_dim
             x_next = torch.cat([x_next[:, :p], x_next[:, p:].clamp(-self.max_speed, self.max_speed)], dim=1)
         return x_next
 
-    def _learned_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """The learned model's states ``dt`` after ``x: (N, D)``, in float64.
+    def _step_grid(self, t: torch.Tensor | None) -> torch.Tensor:
+        """``(2,)`` times ``[0, dt]`` of an autonomous step, or ``(N, 2)`` rows ``[t, t + dt]`` from the times ``t: (N,)``."""
+        return self._step_times if t is None else torch.stack([t, t + self.dt], dim=1)
+
+    def _learned_step(self, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """The learned model's states ``dt`` after ``x: (N, D)`` (from the times ``t: (N,)``, None: 0), in float64.
 
         A continuous model solves without ``rollout``'s input checks: the env's states and clipped actions are
         finite and its step times fixed (the checks were a tenth of a learned step of 1024 envs).
         """
         model, u = self.dynamics, u if self.dynamics.control_dim else None
+        times = self._step_grid(t)
         if isinstance(model, ContinuousModel) and type(model).rollout is ContinuousModel.rollout:  # not a rollout of its own
-            times = self._step_times.expand(x.shape[0], 2)
+            times = times.expand(x.shape[0], 2)
             return model.solve(x, times, None if u is None else u[:, None])[:, 1].to(torch.float64)
-        return model.rollout(x, self._step_times, u)[:, 1].to(torch.float64)
+        return model.rollout(x, times, u)[:, 1].to(torch.float64)
 
-    def _simulated_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """The true system's states ``dt`` after ``x: (N, D)`` by :func:`physode.simulate` with the env's integrator."""
-        return simulate(self.system, x, self._step_times, u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
+    def _simulated_step(self, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """The true system's states ``dt`` after ``x: (N, D)`` (from the times ``t: (N,)``, None: 0) by
+        :func:`physode.simulate` with the env's integrator."""
+        return simulate(self.system, x, self._step_grid(t), u=u, method=self.integrator, rtol=self.rtol, atol=self.atol,
                         step_size=self.step_size, device=self.device)[:, 1]
 
-    def transition(self, x, true, u):
-        """One step of a batch: ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,) | None)``.
+    def transition(self, x, true, u, t=None):
+        """One step of a batch from the times ``t: (N,)`` (a time-dependent field; None: an autonomous one):
+        ``(x_next, true_next, reward (N,), terminated (N,), diverged (N,) | None)``.
 
         The states stay tensors on the device; reward, terminated and diverged come back as fresh numpy
         arrays on the host. A sub-env whose step cannot be computed ends its episode (``diverged``) and keeps
@@ -212,8 +226,8 @@ class PhysodeEnv(gym.Env):
         encounter beyond an adaptive solver's ``max_steps``). With a reference, either side failing ends
         the episode. ``diverged`` is None when every step could be computed.
         """
-        x_next = self.advance(x, u)
-        true_next = None if true is None else self.advance(true, u, learned=False)
+        x_next = self.advance(x, u, t=t)
+        true_next = None if true is None else self.advance(true, u, learned=False, t=t)
         diverged = None  # the common case: every step could be computed
         observable = self._always_finite or (all_finite(x_next, OBSERVABLE)
                                              and (true_next is None or all_finite(true_next, OBSERVABLE)))
@@ -230,12 +244,22 @@ class PhysodeEnv(gym.Env):
             terminated |= diverged
         return x_next, true_next, self.reward(x, u, x_next).cpu().numpy(), terminated, diverged
 
-    def reference_info(self, x: torch.Tensor, true: torch.Tensor | None) -> dict:
-        """``true_state`` and ``prediction_error`` of a learned env with a reference (empty otherwise)."""
+    def reference_info(self, x: torch.Tensor, true: torch.Tensor | None, steps=None) -> dict:
+        """``true_state`` and ``prediction_error`` of a learned env with a reference, and the states' ``time``
+        (``steps * dt``, ``steps: (N,)`` counted from each episode's start) of a time-dependent field."""
+        info = {}
+        if self.timed:
+            info["time"] = np.asarray(steps, dtype=np.float64) * self.dt
         if true is None:
-            return {}
+            return info
         error = (x - true).norm(dim=1) / true.norm(dim=1).clamp_min(1e-12)
-        return {"true_state": true.cpu().numpy().copy(), "prediction_error": error.cpu().numpy().copy()}
+        return info | {"true_state": true.cpu().numpy().copy(), "prediction_error": error.cpu().numpy().copy()}
+
+    def _times(self, steps) -> torch.Tensor | None:
+        """The start times ``(N,)`` of a time-dependent field's step after ``steps: (N,)`` steps; None: an autonomous field."""
+        if not self.timed:
+            return None
+        return torch.from_numpy(np.asarray(steps, dtype=np.float64) * self.dt).to(self.device)
 
     def start_state(self, rng: np.random.Generator, options) -> np.ndarray:
         """The start ``(D,)``: ``options["state"]`` when given (checked), else :meth:`sample_start`."""
@@ -261,17 +285,19 @@ class PhysodeEnv(gym.Env):
         x = torch.from_numpy(self.start_state(self.np_random, options))[None].to(self.device)
         self._state = x
         self._true = x.clone() if self.reference else None
+        self._steps = 0  # since the reset: the state's time is _steps * dt
         self._trail = [x[0]]  # the states drawn by render (kept where they are until then)
-        return self.observe(x)[0], {key: value[0] for key, value in self.reference_info(x, self._true).items()}
+        return self.observe(x)[0], {key: value[0] for key, value in self.reference_info(x, self._true, [0]).items()}
 
     def step(self, action):
         if self._state is None:
             raise ResetNeeded("call env.reset() before env.step()")
         u = self.clip_actions(action)
-        x, true, reward, terminated, diverged = self.transition(self._state, self._true, u)
+        x, true, reward, terminated, diverged = self.transition(self._state, self._true, u, self._times([self._steps]))
         self._state, self._true = x, true
+        self._steps += 1
         self._trail = (self._trail + [x[0]])[-200:]
-        info = {key: value[0] for key, value in self.reference_info(x, true).items()}
+        info = {key: value[0] for key, value in self.reference_info(x, true, [self._steps]).items()}
         if diverged is not None and diverged[0]:
             info["diverged"] = True
         return self.observe(x)[0], float(reward[0]), bool(terminated[0]), False, info
@@ -379,7 +405,7 @@ class PhysodeVectorEnv(VectorEnv):
             starts = torch.from_numpy(self.env.sample_starts([self._rngs[i] for i in index])).to(x.device)
             rows = torch.from_numpy(index).to(x.device)
             x, true = _rows_set(x, rows, starts), None if true is None else _rows_set(true, rows, starts)
-        x, true, reward, terminated, diverged = self.env.transition(x, true, u)
+        x, true, reward, terminated, diverged = self.env.transition(x, true, u, self.env._times(self._elapsed))
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
         if index.size:  # and this step returns the starts themselves, with reward 0 (the action is ignored)
@@ -395,8 +421,9 @@ class PhysodeVectorEnv(VectorEnv):
         return self.env.observe(x), reward, terminated, truncated, info
 
     def _info(self, x, true) -> dict:
-        """The reference's info of every sub-env, each key with Gymnasium's ``_key`` mask (all set) beside it."""
-        info = self.env.reference_info(x, true)
+        """The reference's (and a time-dependent field's) info of every sub-env, each key with Gymnasium's ``_key``
+        mask (all set) beside it."""
+        info = self.env.reference_info(x, true, self._elapsed)
         return info | {f"_{key}": np.ones(self.num_envs, dtype=bool) for key in info}
 
     def close_extras(self, **kwargs):
@@ -424,20 +451,21 @@ def refuse_unknown_options(options, known) -> None:
         raise PhysodeError(f"unknown reset option(s) {unknown}; this env reads {', '.join(repr(k) for k in known)}")
 
 
-def _solved_rows(step, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``step(x, u)`` for a batch ``x: (N, D)``, with NaN rows where it cannot be computed.
+def _solved_rows(step, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    """``step(x, u, t)`` for a batch ``x: (N, D)`` (``t: (N,)`` or None), with NaN rows where it cannot be computed.
 
     One failing row fails a batched solve as a whole (SolverError: non-finite states, or an adaptive
     solver giving up), so the batch is halved until the failing rows are found (a few solves for a few
     such rows); they come back NaN, and :meth:`PhysodeEnv.transition` ends their episodes as diverged.
     """
     try:
-        return step(x, u)
+        return step(x, u, t)
     except SolverError:
         if x.shape[0] == 1:
             return torch.full_like(x, float("nan"))
         half = x.shape[0] // 2
-        return torch.cat([_solved_rows(step, x[:half], u[:half]), _solved_rows(step, x[half:], u[half:])])
+        early, late = (None, None) if t is None else (t[:half], t[half:])
+        return torch.cat([_solved_rows(step, x[:half], u[:half], early), _solved_rows(step, x[half:], u[half:], late)])
 
 
 def _rows_set(x: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

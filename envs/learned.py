@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from physode import systems
 from physode.checkpoint import load_model
 from physode.checks import positive_float
 from physode.errors import PhysodeError, unknown_name
@@ -12,6 +13,7 @@ from physode.integrate import ADAPTIVE_METHODS, FIXED_METHODS
 from physode.models import ContinuousModel, DynamicsModel
 
 from .core import PhysodeEnv
+from .systems import SystemEnv
 
 
 class LearnedDynamicsEnv(PhysodeEnv):
@@ -19,9 +21,13 @@ class LearnedDynamicsEnv(PhysodeEnv):
 
     ## Description
     Spaces, reward, starting states, episode end and drawing are those of the true env of the model's
-    system (:class:`~physode.envs.PendulumEnv`, :class:`~physode.envs.SpringMassEnv` or
-    :class:`~physode.envs.NBodyEnv`, built with the system's parameters from the checkpoint); each step
-    rolls the learned model out over ``dt`` with the action held constant (zero-order hold). An
+    system (``ENV_CLASSES[name]``: :class:`~physode.envs.PendulumEnv`, :class:`~physode.envs.SpringMassEnv`,
+    :class:`~physode.envs.NBodyEnv`, :class:`~physode.envs.CartPoleSwingUpEnv`,
+    :class:`~physode.envs.DoublePendulumSwingUpEnv`, built with the system's parameters from the checkpoint,
+    or the ``env_class`` given); for a system without one, such as a system of your own, those of
+    :class:`~physode.envs.SystemEnv` with the system rebuilt by :func:`physode.system_from_spec` (register your
+    class with :func:`physode.register_system` so that its name resolves) and the ``reward`` and ``terminal``
+    given here. Each step rolls the learned model out over ``dt`` with the action held constant (zero-order hold). An
     augmented model restarts its extra dimensions at zero every step (only the state is observed).
 
     With ``reference=True`` the true system is stepped alongside from the same start with the same
@@ -32,7 +38,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
 
     ## Arguments
     ``gym.make("physode/Learned-v0", checkpoint=PATH_OR_MODEL, reference=False, dt=None, solver=None,
-    step_size=None, allow_uncontrolled=False, render_mode=None, **env_kwargs)``:
+    step_size=None, allow_uncontrolled=False, env_class=None, reward=None, terminal=None, render_mode=None,
+    **env_kwargs)``:
 
     * ``checkpoint``: a ``model.pt`` written by :func:`physode.fit`, or a loaded model that carries
       ``system_spec`` (as :func:`physode.load_model` returns it);
@@ -41,6 +48,12 @@ class LearnedDynamicsEnv(PhysodeEnv):
       solvers default to one step of ``dt``), for speed;
     * ``allow_uncontrolled``: a model trained without controls ignores the actions; it is refused
       unless this is True, so that an action never silently does nothing;
+    * ``env_class``: the task, a :class:`~physode.envs.PhysodeEnv` subclass that takes the system's parameters as
+      keywords (e.g. :class:`~physode.envs.CartPoleBalanceEnv` for a cart-pole model), or
+      :class:`~physode.envs.SystemEnv` (or a subclass of it) to give the task by ``reward`` and ``terminal``;
+      default: ``ENV_CLASSES`` of the system's name, else ``SystemEnv``;
+    * ``reward``, ``terminal``: the task of a ``SystemEnv`` (see there; None: reward 0, no termination);
+      refused for a system whose task env defines its own;
     * ``env_kwargs``: the true env's other arguments (``integrator`` of the reference, bounds, ``device``: where the
       model runs, which moves a model passed in there too, ...).
 
@@ -49,7 +62,7 @@ class LearnedDynamicsEnv(PhysodeEnv):
     """
 
     def __init__(self, checkpoint=None, *, reference=False, dt=None, solver=None, step_size=None,
-                 allow_uncontrolled=False, render_mode=None, **env_kwargs):
+                 allow_uncontrolled=False, env_class=None, reward=None, terminal=None, render_mode=None, **env_kwargs):
         from . import ENV_CLASSES
 
         if checkpoint is None:
@@ -72,7 +85,18 @@ class LearnedDynamicsEnv(PhysodeEnv):
             dt = model.dt
         if dt is not None:
             env_kwargs["dt"] = dt
-        self.task = ENV_CLASSES[spec["name"]](**spec["params"], **env_kwargs)
+        if env_class is None:
+            env_class = ENV_CLASSES.get(spec["name"], SystemEnv)
+        elif not (isinstance(env_class, type) and issubclass(env_class, PhysodeEnv)):
+            raise PhysodeError(f"env_class must be a physode env class (e.g. physode.envs.CartPoleBalanceEnv), got {env_class!r}")
+        if issubclass(env_class, SystemEnv):  # the generic env: the system itself, and the task given here
+            self.task = env_class(systems.system_from_spec(spec), reward, terminal, **env_kwargs)
+        else:
+            if reward is not None or terminal is not None:
+                raise PhysodeError(f"reward= and terminal= give the task of a system without an env of its own; "
+                                   f"{env_class.__name__} defines the {spec['name']} task: leave them out, or pass "
+                                   "env_class=physode.envs.SystemEnv")
+            self.task = env_class(**spec["params"], **env_kwargs)
         task = self.task
         if solver is not None:
             model = _with_solver(model, solver, step_size, task.dt)

@@ -1,13 +1,16 @@
-"""The true-dynamics environments: ``physode/Pendulum-v0``, ``physode/SpringMass-v0``, ``physode/NBody-v0``."""
+"""The true-dynamics environments: ``physode/Pendulum-v0``, ``physode/SpringMass-v0``, ``physode/NBody-v0``, and
+``physode/System-v0`` (:class:`SystemEnv`: any system, with the reward and episode end you give)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import torch
 
 from physode.checks import positive_float
-from physode.systems import NBody, Pendulum, SpringMass
+from physode.errors import PhysodeError
+from physode.systems import NBody, Pendulum, SpringMass, System
 
 from .core import PhysodeEnv
 
@@ -228,3 +231,117 @@ def _frame(ax, half: float) -> None:
     ax.set_xlim(-half, half)
     ax.set_ylim(-half, half)
     ax.set_aspect("equal")
+
+
+class SystemEnv(PhysodeEnv):
+    """Any physode :class:`~physode.System` as a Gymnasium env, with the task (reward, episode end) you give.
+
+    ## Description
+    The system's state is the observation and its control the action; each step integrates the true
+    system over ``dt`` with the action held constant. The env is the Gymnasium face of a system of your own
+    (a :class:`~physode.System` subclass) or of a built-in one with another task than its own env's.
+
+    ## Action Space
+    ``Box(-action_bound, action_bound, (C,), float32)`` with ``C = system.control_dim``: the control; clipped.
+    A system without controls (``control_dim = 0``) is refused: no action could change what it does, so
+    simulate it with :func:`physode.simulate` instead.
+
+    ## Observation Space
+    ``Box(-inf, inf, (D,), float32)``: the state, in the order of ``system.state_names``.
+
+    ## Rewards
+    ``reward(x, u, x_next)``: your callable, given the states before the step ``x: (N, D)``, the clipped
+    actions ``u: (N, C)`` and the states after it ``x_next: (N, D)``, all float64 torch tensors on the env's
+    device (``N = 1`` for a single env, ``num_envs`` for the vector env), returning ``(N,)`` numbers (a tensor,
+    array or list). ``reward=None``: 0 for every step.
+
+    ## Starting State
+    ``system.sample_initial_states(1, seed=generator)`` with the env's numpy generator (physode's
+    :func:`~physode.systems.base.rng` passes a generator through, as ``numpy.random.default_rng`` does), or
+    ``reset(options={"state": [...]})``.
+
+    ## Episode End
+    Terminates where ``terminal(x_next)`` (your callable: states ``(N, D)`` to ``(N,)`` booleans) is True after a
+    step, or where a step cannot be computed (``info["diverged"]``); ``terminal=None``: never.
+    ``physode/System-v0`` truncates after 200 steps (``max_episode_steps``).
+
+    ## Arguments
+    ``gym.make("physode/System-v0", system=SYSTEM, reward=None, terminal=None, action_bound=1.0, dt=0.05,
+    integrator=None, step_size=None, rtol=1e-8, atol=1e-8, max_speed=None, render_mode=None, device="auto")``.
+    ``integrator=None`` is adaptive: ``"dopri5"``, or ``"radau"`` for a stiff system (``system.stiff``); the time
+    scales of an arbitrary system are unknown, and error control meets ``rtol``/``atol`` whatever they are (a
+    fixed-step ``"rk4"`` with a ``step_size`` is faster where they are known). A time-dependent system
+    (``system.time_dependent``) is stepped from each state's own time, reported as ``info["time"]``.
+    ``render_mode="rgb_array"`` draws the recent history of every state component.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(self, system=None, reward=None, terminal=None, render_mode=None, *, action_bound=1.0, dt=0.05,
+                 integrator=None, step_size=None, rtol=1e-8, atol=1e-8, max_speed=None, dynamics=None,
+                 reference=False, device="auto"):
+        if not isinstance(system, System):
+            raise PhysodeError(f"system must be a physode System instance (e.g. physode.Pendulum(), or one of your "
+                               f"System subclasses), got {system!r}")
+        if not system.control_dim:
+            raise PhysodeError(f"system {system.name} has no controls (control_dim 0), so no action could change it: "
+                               "give it a control, or simulate it with physode.simulate")
+        for name, value in (("reward", reward), ("terminal", terminal)):
+            if value is not None and not callable(value):
+                raise PhysodeError(f"{name} must be a function of torch tensors (see SystemEnv) or None, got {value!r}")
+        self._reward, self._terminal = reward, terminal
+        if integrator is None:
+            integrator = "radau" if system.stiff else "dopri5"
+        super().__init__(system, action_bound, dt=dt, integrator=integrator, step_size=step_size, rtol=rtol,
+                         atol=atol, max_speed=max_speed, dynamics=dynamics, reference=reference,
+                         render_mode=render_mode, device=device)
+
+    def sample_start(self, rng):
+        start = torch.as_tensor(self.system.sample_initial_states(1, seed=rng), dtype=torch.float64)
+        if start.shape != (1, self.system.state_dim):
+            raise PhysodeError(f"{type(self.system).__name__}.sample_initial_states(1, seed=generator) must return shape "
+                               f"(1, {self.system.state_dim}), got {tuple(start.shape)}")
+        return start[0].cpu().numpy()
+
+    def reward(self, x, u, x_next):
+        if self._reward is None:
+            return torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        return _per_state(self._reward(x, u, x_next), "reward", x, torch.float64,
+                          "return one number per state, e.g. -(x_next ** 2).sum(1)")
+
+    def terminal(self, x):
+        if self._terminal is None:
+            return None
+        return _per_state(self._terminal(x), "terminal", x, torch.bool,
+                          "return one boolean per state, e.g. x[:, 0].abs() > 10")
+
+    def draw(self, ax, x):
+        trail = np.asarray(getattr(self, "trail", x[None]))
+        times = self.dt * np.arange(1 - len(trail), 1)
+        for i, name in enumerate(self.system.state_names):
+            ax.plot(times, trail[:, i], lw=1.5, label=name)
+        ax.set_xlabel("time before now")
+        ax.legend(loc="upper left", fontsize=8)
+
+
+def _per_state(value, name: str, x: torch.Tensor, dtype: torch.dtype, fix: str) -> torch.Tensor:
+    """``value`` as a ``(N,)`` tensor of ``dtype`` on ``x``'s device, or a PhysodeError naming ``name`` with the ``fix``."""
+    n = x.shape[0]
+    try:
+        out = torch.as_tensor(value, device=x.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise PhysodeError(f"{name} must return a tensor of shape ({n},) for {n} states, got {value!r}; {fix}") from None
+    if out.shape != (n,):
+        raise PhysodeError(f"{name} must return shape ({n},) for states of shape {tuple(x.shape)}, got shape "
+                           f"{tuple(out.shape)}; {fix}")
+    if dtype is torch.bool:
+        if out.dtype is not torch.bool:
+            raise PhysodeError(f"{name} must return booleans, got dtype {out.dtype}; {fix}")
+        return out
+    if out.dtype is torch.bool or out.is_complex():
+        raise PhysodeError(f"{name} must return real numbers, got dtype {out.dtype}; {fix}")
+    out = out.to(dtype)
+    if not torch.isfinite(out).all():
+        raise PhysodeError(f"{name} returned {out.tolist() if n < 10 else 'values'} with NaN or inf; {fix}")
+    return out

@@ -1,8 +1,8 @@
 """The README's comparison results: `physode compare SYSTEM --preset full` for every system, tables and figures copied.
 
-For each of pendulum, spring_mass and nbody this runs the main job into runs/<system>-full (reusing any
-stage already there), then copies its report.md to results/compare_<system>_full.md and the figures the
-README shows to figures/<system>_<figure>.png. `--quick` runs the smoke preset (what the tests run).
+For each built-in system (or those named with --systems) this runs the main job into runs/<system>-full
+(reusing any stage already there), then copies its report.md to results/compare_<system>_full.md and the
+figures the README shows to figures/<system>_<figure>.png. `--quick` runs the smoke preset (what the tests run).
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ FIGURES = {
     "pendulum": ("vector_field_node", "phase_portraits", "error_vs_horizon"),
     "spring_mass": ("vector_field_node", "phase_portraits", "error_vs_horizon"),
     "nbody": ("orbits_node", "orbits_hnn", "error_vs_horizon"),
+    "double_pendulum": ("phase_portraits", "error_vs_horizon"),
+    "cart_pole": ("phase_portraits", "error_vs_horizon"),
+    "van_der_pol": ("vector_field_node", "phase_portraits", "error_vs_horizon"),
+    "duffing": ("vector_field_node", "phase_portraits", "error_vs_horizon"),
+    "lorenz": ("phase_portraits", "error_vs_horizon"),
 }
 
 

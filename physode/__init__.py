@@ -20,8 +20,8 @@ from .checkpoint import load_model, save_checkpoint
 from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ODEBlock, ResNetStep
 from .simulate import METHODS, simulate
 from .train import TrainConfig, TrainResult, build_model, fit
-from .systems import (SYSTEMS, MechanicalSystem, NBody, ODESystem, Pendulum, SpringMass, System, make_system,
-                      register_system, resolve_system, system_from_spec)
+from .systems import (SYSTEMS, CartPole, DoublePendulum, MechanicalSystem, NBody, ODESystem, Pendulum, SpringMass, System,
+                      make_system, register_system, resolve_system, system_from_spec)
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,8 @@ __all__ = [
     "METHODS",
     "MODELS",
     "AugmentedNeuralODE",
+    "CartPole",
+    "DoublePendulum",
     "DynamicsModel",
     "HamiltonianODE",
     "NeuralODE",
