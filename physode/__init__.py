@@ -8,7 +8,7 @@ The public API, re-exported from one place:
 * data: :class:`TrajectoryDataset` (generate, split, save, load)
 * learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`
 * training: :func:`fit`, :class:`TrainConfig`, :func:`build_model`; checkpoints: :func:`load_model`
-* evaluation: :func:`compare` -> :class:`Report`
+* evaluation: :func:`compare` -> :class:`Report`; chaos: :func:`largest_lyapunov_exponent`
 * errors: :class:`PhysodeError` and its subclasses
 """
 
@@ -20,8 +20,9 @@ from .checkpoint import load_model, save_checkpoint
 from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ODEBlock, ResNetStep
 from .simulate import METHODS, simulate
 from .train import TrainConfig, TrainResult, build_model, fit
-from .systems import (SYSTEMS, CartPole, DoublePendulum, MechanicalSystem, NBody, ODESystem, Pendulum, SpringMass, System,
-                      make_system, register_system, resolve_system, system_from_spec)
+from .systems import (SYSTEMS, CartPole, DoublePendulum, Duffing, Lorenz, MechanicalSystem, NBody, ODESystem, Pendulum,
+                      SpringMass, System, VanDerPol, make_system, register_system, resolve_system, system_from_spec)
+from .lyapunov import finite_time_lyapunov_exponents, largest_lyapunov_exponent
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ __all__ = [
     "AugmentedNeuralODE",
     "CartPole",
     "DoublePendulum",
+    "Duffing",
+    "Lorenz",
     "DynamicsModel",
     "HamiltonianODE",
     "NeuralODE",
@@ -47,6 +50,7 @@ __all__ = [
     "Report",
     "SolverError",
     "SpringMass",
+    "VanDerPol",
     "System",
     "TrajectoryDataset",
     "UnknownNameError",
@@ -57,7 +61,9 @@ __all__ = [
     "build_model",
     "collect",
     "compare",
+    "finite_time_lyapunov_exponents",
     "fit",
+    "largest_lyapunov_exponent",
     "load_model",
     "save_checkpoint",
     "make_system",

@@ -176,3 +176,49 @@ def affordable(n_bytes: float, what: str, fix: str = "ask for fewer trajectories
             f"{what} would need about {n_bytes / 2**30:.3g} GiB, more than half of this machine's "
             f"{total / 2**30:.3g} GiB of memory; {fix}"
         )
+
+
+def check_interface(system):
+    """``system`` after checking what its interface declares: ``name``, ``state_names`` (one per state),
+    ``state_dim`` and ``control_dim``; a one-line PhysodeError naming what to fix otherwise."""
+    label = f"system {getattr(system, 'name', type(system).__name__)!r}"
+    dim = getattr(system, "state_dim", None)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise PhysodeError(f"{label} has state_dim {dim!r}; it must be a whole number >= 1 (set state_names, one name per state)")
+    names = getattr(system, "state_names", None)
+    if isinstance(names, str) or not isinstance(names, (tuple, list)) or not all(isinstance(n, str) for n in names):
+        raise PhysodeError(f"{label} has state_names {names!r}; give a tuple of {dim} strings, one name per state")
+    if len(names) != dim:
+        raise PhysodeError(f"{label} has {len(names)} state_names {tuple(names)} for {dim} states; give one name per state")
+    controls = getattr(system, "control_dim", None)
+    if isinstance(controls, bool) or not isinstance(controls, int) or controls < 0:
+        raise PhysodeError(f"{label} has control_dim {controls!r}; it must be a whole number >= 0 (0: no control)")
+    return system
+
+
+def check_field(system, t, x: torch.Tensor, u: torch.Tensor | None) -> None:
+    """Evaluate ``system.vector_field`` once at states ``x: (N, D)`` (times ``t: (N,)``, controls ``u: (N, C)`` or
+    None) and check what it returns: a tensor of ``x``'s shape, dtype and device, finite. Done once per system
+    object (it remembers a passed check), before a solve, so that a field of the wrong form fails with a line that
+    says what to fix instead of deep inside the solver."""
+    if getattr(system, "__dict__", {}).get("_field_checked"):
+        return
+    label = f"system {getattr(system, 'name', type(system).__name__)!r}"
+    with torch.no_grad():
+        dx = system.vector_field(t, x, u)
+    if not isinstance(dx, torch.Tensor):
+        raise PhysodeError(f"{label}: vector_field must return a torch tensor (..., D), got {type(dx).__name__}; "
+                           "write it with torch operations")
+    if dx.shape != x.shape:
+        raise PhysodeError(f"{label}: vector_field returned shape {tuple(dx.shape)} for states of shape {tuple(x.shape)}; "
+                           "it must return dx/dt of the states' shape (..., D), batched over the leading dimensions")
+    if dx.dtype != x.dtype:
+        raise PhysodeError(f"{label}: vector_field returned {dx.dtype} for {x.dtype} states; compute in the states' dtype "
+                           "(e.g. build constants with torch.as_tensor(c, dtype=x.dtype))")
+    if dx.device != x.device:
+        raise PhysodeError(f"{label}: vector_field returned a tensor on {dx.device} for states on {x.device}; compute on "
+                           "the states' device (e.g. torch.zeros_like(x))")
+    if not bool(torch.isfinite(dx).all()):
+        raise PhysodeError(f"{label}: vector_field is not finite (NaN or inf) at the initial states, e.g. "
+                           f"{x[~torch.isfinite(dx).all(-1)][0].tolist()}; check the field and the initial states")
+    object.__setattr__(system, "_field_checked", True)

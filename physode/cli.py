@@ -21,7 +21,7 @@ from .devices import DEVICES
 from .distributed import World, launched_processes, process_group
 from .errors import PhysodeError, PhysodeWarning
 from .evaluate import REFERENCES
-from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS
+from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS, RADAU_ATOL, RADAU_RTOL
 from .job import PRESETS, evaluate_models, redraw, run_compare
 from .models import MODELS
 from .systems import known_names, resolve_system
@@ -66,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE",
                      help="system parameter, repeatable, e.g. --param damping=0.1")
     sim.add_argument("--method", default=DEFAULT_METHOD, help=f"solver, one of {', '.join(METHODS)}")
-    sim.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance (default {DEFAULT_RTOL:g})")
-    sim.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
+    sim.add_argument("--rtol", type=float, default=None,
+                     help=f"relative tolerance (default {DEFAULT_RTOL:g}; radau: {RADAU_RTOL:g})")
+    sim.add_argument("--atol", type=float, default=None,
+                     help=f"absolute tolerance (default {DEFAULT_ATOL:g}; radau: {RADAU_ATOL:g})")
     sim.add_argument("--step-size", type=float, default=None, help="step of fixed-step and symplectic methods")
     sim.add_argument("-o", "--out", required=True, help="output .npz file")
     _device_option(sim)

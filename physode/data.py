@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import affordable, as_float_tensor, positive_float, positive_int, seed_value, time_grid
+from .checks import affordable, as_float_tensor, check_interface, positive_float, positive_int, seed_value, time_grid
 from .errors import FileFormatError, PhysodeError, PhysodeWarning
 from .files import atomic_write
 from .errors import unknown_name
-from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, simulate
+from .simulate import DEFAULT_METHOD, default_tolerances, simulate
 from .errors import UnknownSystemError
 from .systems import System, system_from_spec
 from .systems.registry import HOW_TO_REGISTER, refuse_name_clash
@@ -135,6 +135,7 @@ class TrajectoryDataset:
         """
         if not isinstance(system, System):
             raise PhysodeError(f"system must be a physode System (see physode.make_system), got {system!r}")
+        check_interface(system)
         refuse_name_clash(system)
         for key in simulate_options:
             if key not in SIMULATE_OPTIONS:
@@ -173,7 +174,7 @@ class TrajectoryDataset:
             "controls": None if controls is None else (controls if isinstance(controls, str) else "given"),
             "fractions": list(fractions),
             # how the states were computed: the solver and its settings, defaults included
-            **{"method": DEFAULT_METHOD, "rtol": DEFAULT_RTOL, "atol": DEFAULT_ATOL, **simulate_options},
+            **_solver_settings(simulate_options),
         }
         if controls == "random":
             meta["control_scale"] = float(control_scale)
@@ -401,6 +402,14 @@ class TrajectoryDataset:
             )
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:  # incl. PhysodeError
             raise FileFormatError(f"{str(path)!r} is an inconsistent dataset: {exc}") from None
+
+
+def _solver_settings(options: dict) -> dict:
+    """The simulate options of a generation with the solver's defaults filled in, as ``meta`` records them."""
+    method = options.get("method", DEFAULT_METHOD)
+    rtol, atol = default_tolerances(method)
+    given = {key: value for key, value in options.items() if value is not None}
+    return {"method": method, "rtol": rtol, "atol": atol, **given}
 
 
 def _known_system(spec) -> System | None:

@@ -103,8 +103,9 @@ def run_compare(system_name, preset: str = "quick", out_dir=None, models=None, s
     if data_path.exists():
         dataset = TrajectoryDataset.load(data_path)
         if dataset.system_spec != system.spec():
-            raise PhysodeError(f"{out} holds a run of {dataset.name} {dataset.system_spec['params'] if dataset.system_spec else ''}, "
-                               f"not of {system.name} {system.spec()['params']}; choose another output folder")
+            held_params = dataset.system_spec["params"] if dataset.system_spec else ""
+            raise PhysodeError(f"{out} holds a run of {dataset.name} {held_params}, not of {system.name} "
+                               f"{system.spec()['params']}; choose another output folder")
         held = (len(dataset), dataset.meta.get("t_end"), dataset.meta.get("seed"))
         if held != (settings["n_trajectories"], settings["t_end"], seed):  # its models were trained on that data
             raise PhysodeError(f"{out} holds a run of {held[0]} trajectories to t = {held[1]} with seed {held[2]}, not the "

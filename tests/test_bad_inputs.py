@@ -44,7 +44,7 @@ CASES = {
     "zero step size": (lambda: simulate(Pendulum(), X0, T, method="rk4", step_size=0.0), "step_size"),
     "zero batch size": (lambda: simulate(Pendulum(), X0, T, batch_size=0), "batch_size"),
     "unknown method": (lambda: simulate(Pendulum(), X0, T, method="euler2"), "unknown method"),
-    "unknown system": (lambda: make_system("double_pendulum"), "unknown system"),
+    "unknown system": (lambda: make_system("triple_pendulum"), "unknown system"),
     "unknown parameter": (lambda: make_system("spring_mass", springs=3), "unknown parameter"),
     "negative mass": (lambda: SpringMass(mass=-1.0), "mass"),
     "float body count": (lambda: NBody(n_bodies=2.5), "n_bodies"),
@@ -189,7 +189,7 @@ def files(tmp_path_factory):
 
 
 CLI_CASES = {
-    "unknown system": ["simulate", "double_pendulum", "-o", "{root}/out.npz"],
+    "unknown system": ["simulate", "triple_pendulum", "-o", "{root}/out.npz"],
     "zero trajectories": ["simulate", "pendulum", "--n", "0", "-o", "{root}/out.npz"],
     "negative dt": ["simulate", "pendulum", "--dt", "-0.1", "-o", "{root}/out.npz"],
     "absurd size": ["simulate", "pendulum", "--n", "1000000000000", "-o", "{root}/out.npz"],

@@ -5,15 +5,18 @@ from __future__ import annotations
 from .base import MechanicalSystem, System
 from .cart_pole import CartPole
 from .double_pendulum import DoublePendulum
+from .duffing import Duffing
+from .lorenz import Lorenz
 from .nbody import NBody
 from .ode_system import ODESystem
 from .pendulum import Pendulum
 from .registry import (ENTRY_POINT_GROUP, SYSTEMS, known_names, make_system, register_system, resolve_system,
                        spec_name, system_from_spec)
 from .spring_mass import SpringMass
+from .van_der_pol import VanDerPol
 
 #: The built-in systems, registered under their names.
-BUILTIN_SYSTEMS = (Pendulum, SpringMass, NBody, DoublePendulum, CartPole)
+BUILTIN_SYSTEMS = (Pendulum, SpringMass, NBody, DoublePendulum, CartPole, VanDerPol, Duffing, Lorenz)
 for _system in BUILTIN_SYSTEMS:
     register_system(_system)
 
@@ -21,6 +24,8 @@ __all__ = [
     "BUILTIN_SYSTEMS",
     "CartPole",
     "DoublePendulum",
+    "Duffing",
+    "Lorenz",
     "ENTRY_POINT_GROUP",
     "SYSTEMS",
     "MechanicalSystem",
@@ -28,6 +33,7 @@ __all__ = [
     "ODESystem",
     "Pendulum",
     "SpringMass",
+    "VanDerPol",
     "System",
     "known_names",
     "make_system",

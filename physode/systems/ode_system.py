@@ -8,9 +8,9 @@ import math
 import numpy as np
 import torch
 
-from ..checks import as_float_tensor
+from ..checks import as_float_tensor, check_interface
 from ..errors import PhysodeError
-from .base import System, check_interface, rng
+from .base import System, rng
 
 
 class ODESystem(System):
@@ -62,7 +62,8 @@ class ODESystem(System):
             raise PhysodeError(f"energy must be a function energy(x) -> (...) or None, got {energy!r}")
         self.initial_states = _initial_states(initial_states, self.state_dim)
         self.time_dependent = bool(time_dependent)
-        if lyapunov_exponent is not None and not (isinstance(lyapunov_exponent, (int, float)) and math.isfinite(lyapunov_exponent)):
+        exponent_ok = isinstance(lyapunov_exponent, (int, float)) and math.isfinite(lyapunov_exponent)
+        if lyapunov_exponent is not None and not exponent_ok:
             raise PhysodeError(f"lyapunov_exponent must be a finite number or None, got {lyapunov_exponent!r}")
         self.lyapunov_exponent = None if lyapunov_exponent is None else float(lyapunov_exponent)
         try:

@@ -23,7 +23,8 @@ import importlib
 import importlib.metadata
 
 from ..errors import FileFormatError, PhysodeError, UnknownSystemError, unknown_name
-from .base import System, check_interface
+from ..checks import check_interface
+from .base import System
 
 #: The entry-point group in which installed packages declare their systems.
 ENTRY_POINT_GROUP = "physode.systems"
