@@ -35,9 +35,9 @@ from .tasks import THETA_THRESHOLD, CartPoleBalanceEnv, CartPoleSwingUpEnv, Doub
 
 #: The true env of each system, by system name: the task a learned model of that system is stepped in
 #: (:class:`LearnedDynamicsEnv`; its ``env_class`` picks another, e.g. :class:`CartPoleBalanceEnv`). A system
-#: without an entry gets :class:`SystemEnv`. The cart-pole's is the swing-up: its states cover the whole circle of
-#: pole angles, as the cart-pole's own initial-state distribution (the data a model learns from) does, where the
-#: balance task would only visit the few degrees around upright.
+#: without an entry gets :class:`SystemEnv`. The cart-pole's is the swing-up: its states span the swings about
+#: hanging down that the cart-pole's own initial-state distribution (the data a model learns from) covers, where
+#: the balance task would only visit the few degrees around upright, which that data never reaches.
 ENV_CLASSES = {"pendulum": PendulumEnv, "spring_mass": SpringMassEnv, "nbody": NBodyEnv,
                "cart_pole": CartPoleSwingUpEnv, "double_pendulum": DoublePendulumSwingUpEnv}
 #: Registered ids: class and episode length.

@@ -101,10 +101,11 @@ def test_the_double_pendulum_field_is_its_lagrangian(double_pendulum_acc, params
 
 def test_the_double_pendulum_conserves_energy_along_a_long_run():
     system = DoublePendulum()
-    x0 = system.sample_initial_states(3, seed=1)
+    x0 = system.sample_initial_states(2, seed=1)
+    x0 = torch.cat([x0, torch.tensor([[3.0, -2.5, 1.0, 2.0]], dtype=torch.float64)])  # near the top: chaotic, with flips
     y = simulate(system, x0, torch.linspace(0.0, 10.0, 101, dtype=torch.float64))
     energy = system.energy(y)
-    assert energy[:, 0].max() > 50  # one start near the top of the potential (58.9 J): chaotic, with flips
+    assert energy[:, 0].max() > 50 and (y[2, :, 1] - y[2, 0, 1]).abs().max() > 2 * math.pi  # the outer rod flips
     drift = ((energy - energy[:, :1]).abs() / energy[:, :1]).max().item()
     assert drift < 1e-9
 
@@ -257,11 +258,19 @@ def test_initial_states_follow_their_documented_distributions():
     again = DoublePendulum(length2=0.25, gravity=4.0)
     np.testing.assert_array_equal(dp.numpy(), again.sample_initial_states(4000, seed=7).numpy())
     assert not np.array_equal(dp.numpy(), again.sample_initial_states(4000, seed=8).numpy())
-    highs = {"double_pendulum": [math.pi, math.pi, 2.0, 4.0], "cart_pole": [1.0, math.pi, 1.0, math.sqrt(9.8 / 0.4)]}
-    for states, high in ((dp, highs["double_pendulum"]), (cp, highs["cart_pole"])):
-        bound = states.abs().max(0).values.numpy()
-        assert (bound <= high).all() and (bound > 0.99 * np.array(high)).all()  # uniform on the documented ranges
-        np.testing.assert_allclose(states.mean(0).numpy() / high, 0.0, atol=0.05)
+    # the documented ranges, filled: angles (and the cart's place) uniform before the energy cut
+    assert dp[:, :2].abs().max() <= math.pi / 2 and dp[:, :2].abs().max() > 0.99 * math.pi / 2
+    assert cp[:, 0].abs().max() <= 1.0 and cp[:, 0].abs().max() > 0.99
+    assert ((cp[:, 1] - math.pi).abs() <= 0.75 * math.pi).all()
+    # no rod can flip: the energy stays below 90% of the least energy of a flip (here the outer rod's)
+    flip = 2 * 4.0 * min(1.0 * 0.25, 2.0 * 1.0)
+    assert DoublePendulum(length2=0.25, gravity=4.0).energy(dp).max() < 0.9 * flip
+    # the pole swings below its top (90% of the barrier above the hanging rest) with zero horizontal momentum
+    system = CartPole(half_length=0.4)
+    barrier = 2 * 0.1 * 9.8 * 0.4
+    above_rest = system.energy(cp) + 0.1 * 9.8 * 0.4
+    assert above_rest.max() < 0.9 * barrier and above_rest.max() > 0.8 * barrier
+    torch.testing.assert_close(system.momentum(cp), torch.zeros(4000, dtype=torch.float64), atol=1e-14, rtol=0)
 
 
 def test_bad_parameters_are_refused():

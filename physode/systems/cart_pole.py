@@ -47,9 +47,13 @@ class CartPole(MechanicalSystem):
     is finite at every finite state. Energy ``T + V`` (``m g l`` upright at rest) and the horizontal momentum
     ``(M + m) x_dot + m l cos(theta) theta_dot`` are conserved when ``F = 0``.
 
-    Initial states (:meth:`sample_initial_states`): ``theta ~ U(-pi, pi)`` (every pole angle, not Gymnasium's
-    ``+-0.05``, so that learned models see the whole circle), ``x ~ U(-1, 1)``, ``x_dot ~ U(-1, 1)``,
-    ``theta_dot ~ U(-1, 1) sqrt(g / l)``, all independent.
+    Initial states (:meth:`sample_initial_states`): the pole swings about hanging down without going over the
+    top, and the cart oscillates about a fixed centre of mass: ``theta = pi + U(-3 pi/4, 3 pi/4)``,
+    ``theta_dot ~ U(-2, 2) sqrt(g / l)``, kept only when the energy above the hanging rest is below 90% of the
+    barrier ``2 m g l``; ``x ~ U(-1, 1)`` and ``x_dot`` such that the horizontal momentum is zero. The states of
+    such a run stay bounded (the angle within ``(0, 2 pi)``, the cart within reach of its start), so a learned
+    model sees them all while it trains; from wider starts (a spinning pole, a drifting cart) angle and position
+    grow without bound, and an MLP of the raw state cannot represent the field beyond what it saw.
     """
 
     name = "cart_pole"
@@ -100,8 +104,15 @@ class CartPole(MechanicalSystem):
     def sample_initial_states(self, n, seed=0):
         n = self._sample_count(n)
         p, gen = self.params, rng(seed)
-        position = gen.uniform(-1.0, 1.0, n)
-        theta = gen.uniform(-math.pi, math.pi, n)
-        speed = gen.uniform(-1.0, 1.0, n)
-        rate = gen.uniform(-1.0, 1.0, n) * math.sqrt(p.gravity / p.half_length)
-        return torch.from_numpy(np.stack([position, theta, speed, rate], axis=1))
+        total, l = p.cart_mass + p.pole_mass, p.half_length
+        barrier = 2 * p.pole_mass * p.gravity * l  # from hanging at rest to upright at rest
+        kept = np.empty((0, 4))
+        while len(kept) < n:
+            theta = math.pi + gen.uniform(-0.75 * math.pi, 0.75 * math.pi, 2 * n)
+            rate = gen.uniform(-2.0, 2.0, 2 * n) * math.sqrt(p.gravity / l)
+            speed = -p.pole_mass * l * np.cos(theta) * rate / total  # zero horizontal momentum: no drift
+            position = gen.uniform(-1.0, 1.0, 2 * n)
+            cand = np.stack([position, theta, speed, rate], axis=1)
+            above_rest = self.energy(torch.from_numpy(cand)).numpy() + p.pole_mass * p.gravity * l
+            kept = np.concatenate([kept, cand[above_rest < 0.9 * barrier]])
+        return torch.from_numpy(kept[:n].copy())
