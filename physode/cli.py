@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model.pt files, or the run folders holding them; each model is named after its folder")
     ev.add_argument("--data", required=True, help="dataset (.npz) of the models' system, e.g. from `physode simulate`")
     ev.add_argument("--out", required=True, help="folder for report.json, report.md and figures/")
+    _system_option(ev)
     _evaluation_options(ev)
     _device_option(ev)
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     draw = commands.add_parser("plot", help="redraw the report and every figure of a run folder")
     draw.add_argument("run_dir", help="a folder written by `physode compare`")
-    draw.set_defaults(run=lambda args: print(f"redrew {redraw(args.run_dir)}/figures and the report"))
+    _system_option(draw)
+    draw.set_defaults(run=_plot)
     return parser
 
 
@@ -140,6 +142,23 @@ def _evaluation_options(parser) -> None:
                         help="evaluation horizons in multiples of the training horizon (default 1 2 4; against the data: 1, end)")
     parser.add_argument("--reference", choices=REFERENCES, default="system",
                         help="score against the simulated system (default; any horizon) or the dataset's own test trajectories")
+
+
+def _system_option(parser) -> None:
+    parser.add_argument("--system", default=None, metavar="MODULE:CLASS",
+                        help="the data's system when it is your own, by import path (imported and registered first, so "
+                             "that the files find it by name)")
+
+
+def _registered_system(args) -> None:
+    """Import and register the system named by ``--system``, so that files naming it resolve."""
+    if args.system is not None:
+        resolve_system(args.system)
+
+
+def _plot(args) -> None:
+    _registered_system(args)
+    print(f"redrew {redraw(args.run_dir)}/figures and the report")
 
 
 def _device_option(parser) -> None:
@@ -195,6 +214,7 @@ def _collect(args) -> None:
 
 
 def _evaluate(args) -> None:
+    _registered_system(args)
     evaluate_models(args.data, args.models, args.out, horizons=args.horizons, reference=args.reference,
                     progress=not args.quiet and sys.stderr.isatty(), device=args.device)
 

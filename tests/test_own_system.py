@@ -133,8 +133,15 @@ def test_physode_compare_takes_the_users_module_by_import_path(user_module, attr
     assert report["rows"]["true system"]["field_error_test"] == 0.0
     assert (out / "figures" / "phase_portraits.png").exists() and (out / "figures" / "vector_field_node.png").exists()
     assert (out / "figures" / "energy.png").exists() == (attribute == "DampedOscillator")  # the ODESystem has no energy
-    # the run folder's files are read back with the registered system: plot redraws them
+    # the run folder's files are read back with the registered system: plot redraws them; in a session that has not
+    # registered it, plot says how, and --system registers it
     assert main(["plot", str(out)]) == 0
+    name = json.loads((out / "report.json").read_text())["meta"]["system"]["name"]
+    del registry.SYSTEMS[name]
+    capsys.readouterr()
+    assert main(["plot", str(out)]) == 2
+    assert "register" in capsys.readouterr().err
+    assert main(["plot", str(out), "--system", f"{user_module}:{attribute}"]) == 0
 
 
 def test_physode_simulate_imports_the_users_module_from_pythonpath(user_module, tmp_path):
@@ -315,3 +322,44 @@ def test_compare_leaves_out_models_that_cannot_represent_the_system_and_refuses_
     assert main(["compare", "three_d_module:three", "--models", "hnn", "--preset", "smoke", "--quiet"]) == 2
     assert "even number of states" in capsys.readouterr().err and not (tmp_path / "runs").exists()
     sys.modules.pop("three_d_module", None)
+
+
+def test_valid_times_are_also_reported_in_lyapunov_times_where_the_system_gives_its_exponent(registry_kept):
+    def decay(t, x, u):
+        return -x
+
+    for exponent in (None, 2.5):
+        system = ODESystem(decay, state_names=("a", "b"), initial_states=[(1, 2), (1, 2)], name="decay",
+                           lyapunov_exponent=exponent)
+        data = TrajectoryDataset.generate(system, 10, 2.0, 0.1, seed=0)
+        slow = physode.ODESystem(lambda t, x, u: -0.8 * x, state_names=("a", "b"), name="slow_decay")
+        report = physode.compare({"slower": slow}, data, system=system)
+        row = report.rows["slower"]
+        # e(t) = |exp(0.2 t) - 1| passes 10% at t = ln(1.1) / 0.2 = 0.48: the first grid time after it is 0.5
+        assert row["valid_time"] == pytest.approx(0.5)
+        if exponent is None:
+            assert "valid_lyapunov_times" not in row and "Lyapunov" not in report.to_markdown()
+        else:
+            assert row["valid_lyapunov_times"] == pytest.approx(0.5 * exponent)
+            assert "valid time (Lyapunov times)" in report.to_markdown() and "0.50 (1.25)" in report.to_markdown()
+            assert report.meta["lyapunov_exponent"] == exponent
+
+
+def test_a_malformed_system_named_on_the_command_line_fails_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys,
+                                                                                          registry_kept):
+    (tmp_path / "bad_field_module.py").write_text(textwrap.dedent('''
+        import physode, torch
+        class Flat(physode.System):
+            name = "flat_field"
+            state_names = ("a", "b")
+            def vector_field(self, t, x, u=None):
+                return x.sum(-1)
+            def sample_initial_states(self, n, seed=0):
+                return torch.ones(n, 2, dtype=torch.float64)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "bad_field_module:Flat", "--n", "4", "-o", "out.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "returned shape (4,)" in err and not (tmp_path / "out.npz").exists()
+    sys.modules.pop("bad_field_module", None)
