@@ -179,8 +179,8 @@ def affordable(n_bytes: float, what: str, fix: str = "ask for fewer trajectories
 
 
 def check_interface(system):
-    """``system`` after checking what its interface declares: ``name``, ``state_names`` (one per state),
-    ``state_dim`` and ``control_dim``; a one-line PhysodeError naming what to fix otherwise."""
+    """``system`` after checking what its interface declares: ``state_names`` (one per state), ``state_dim`` and
+    ``control_dim``; a one-line PhysodeError naming what to fix otherwise."""
     label = f"system {getattr(system, 'name', type(system).__name__)!r}"
     dim = getattr(system, "state_dim", None)
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
