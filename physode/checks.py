@@ -182,7 +182,11 @@ def check_interface(system):
     """``system`` after checking what its interface declares: ``state_names`` (one per state), ``state_dim`` and
     ``control_dim``; a one-line PhysodeError naming what to fix otherwise."""
     label = f"system {getattr(system, 'name', type(system).__name__)!r}"
-    dim = getattr(system, "state_dim", None)
+    try:
+        dim = getattr(system, "state_dim", None)
+    except TypeError:  # state_dim from state_names that are no sequence
+        raise PhysodeError(f"{label} has state_names {getattr(system, 'state_names', None)!r}; give a tuple of strings, "
+                           "one name per state") from None
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise PhysodeError(f"{label} has state_dim {dim!r}; it must be a whole number >= 1 (set state_names, one name per state)")
     names = getattr(system, "state_names", None)

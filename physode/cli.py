@@ -24,7 +24,7 @@ from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS, RADAU_ATOL, RADAU_RTOL
 from .job import PRESETS, evaluate_models, redraw, run_compare
 from .models import MODELS
-from .systems import known_names, resolve_system
+from .systems import import_system, known_names, resolve_system
 from .train import TrainConfig, build_model, fit
 
 
@@ -153,7 +153,7 @@ def _system_option(parser) -> None:
 def _registered_system(args) -> None:
     """Import and register the system named by ``--system``, so that files naming it resolve."""
     if args.system is not None:
-        resolve_system(args.system)
+        import_system(args.system)
 
 
 def _plot(args) -> None:

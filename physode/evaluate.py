@@ -285,4 +285,5 @@ def _momentum_drift(system, pred):
     if not hasattr(system, "momentum"):
         return None
     momentum = system.momentum(pred)
-    return float((momentum - momentum[:, :1]).norm(dim=-1).max())
+    change = momentum - momentum[:, :1]  # (N, T) for a scalar momentum (the cart-pole's), (N, T, d) for a vector one
+    return float((change.abs() if change.ndim == 2 else change.norm(dim=-1)).max())

@@ -150,7 +150,8 @@ def simulate(
         raise PhysodeError(f"method {method!r} takes fixed steps: pass step_size (e.g. step_size=0.01)")
     step_size = None if step_size is None else positive_float(step_size, "step_size")
     refuse_symplectic_misuse(system, method)
-    check_field(system, times[0, 0], x0[:4], None if u is None else u[:4, 0])  # once per system: a bad field fails here
+    if not getattr(system, "__dict__", {}).get("_field_checked"):  # once per system: a bad field fails here
+        check_field(system, times[0, 0], x0[:4], None if u is None else u[:4, 0])
 
     chunks = range(0, n, batch_size)
     intervals = times.shape[1] - 1
@@ -256,7 +257,8 @@ def _radau_solve(system, t, y0, u, rtol, atol, max_steps):
         # Reverse mode: cheaper per call than torch.func's forward mode, whose first use also loads a large module
         with torch.inference_mode(False), torch.enable_grad():
             rows = torch.from_numpy(y).repeat(dim, 1).requires_grad_()
-            return torch.autograd.grad(system.vector_field(s, rows, many), rows, eye)[0].numpy()
+            controls = None if many is None else many.clone()  # made in inference mode: autograd cannot save it
+            return torch.autograd.grad(system.vector_field(s, rows, controls), rows, eye.clone())[0].numpy()
 
     solver = Radau(fun, float(t[0]), np.array(y0), float(t[-1]), rtol=rtol, atol=atol, jac=jac)
     out = np.empty((len(t), dim))

@@ -157,6 +157,9 @@ def _check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
             f"the model takes {model.control_dim} controls but the dataset has {data_controls}; "
             f"build the model with control_dim={data_controls}"
         )
+    if dataset.time_dependent and not getattr(model, "time_dependent", False):
+        raise PhysodeError(f"{dataset.name} is time-dependent (its field depends on t), and this {type(model).__name__} takes "
+                           "no time input; build it with time_dependent=True (physode.build_model does), or use node or anode")
     refuse_other_system(model, dataset.system_spec, "the dataset", "train a fresh model for this system")
     if int((dataset.split == 0).sum()) == 0:
         raise PhysodeError("the dataset's training split is empty; regenerate it with a train share > 0")

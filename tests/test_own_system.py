@@ -74,11 +74,16 @@ def user_module(tmp_path, monkeypatch, registry_kept):
     name = f"userphys_{os.getpid()}_{len(sys.modules)}"
     folder = tmp_path / "src"
     folder.mkdir()
-    (folder / f"{name}.py").write_text(MODULE.format(name=f"osc_{name[-6:]}"))
+    (folder / f"{name}.py").write_text(MODULE.format(name=MODULE_NAME(name)))
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]))
     yield name
     sys.modules.pop(name, None)
+
+
+def MODULE_NAME(module: str) -> str:
+    """The system name the user module's DampedOscillator carries."""
+    return f"osc_{module[-6:]}"
 
 
 def _closed_form(x0, t, k=4.0, c=0.2):
@@ -220,9 +225,13 @@ def test_an_installed_packages_entry_point_is_found_by_name(user_module, tmp_pat
     dist = tmp_path / "src" / "userphys_pkg-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: userphys-pkg\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[physode.systems]\ninstalled_osc = {user_module}:DampedOscillator\n")
-    assert "installed_osc" in physode.systems.known_names() and user_module not in sys.modules  # listed, not imported
-    system = physode.make_system("installed_osc", stiffness=2.0)
+    name = MODULE_NAME(user_module)
+    (dist / "entry_points.txt").write_text(f"[physode.systems]\n{name} = {user_module}:DampedOscillator\nwrong_name = "
+                                           f"{user_module}:DampedOscillator\n")
+    assert name in physode.systems.known_names() and user_module not in sys.modules  # listed, not imported
+    with pytest.raises(PhysodeError, match="must be the system's name"):
+        physode.make_system("wrong_name")
+    system = physode.make_system(name, stiffness=2.0)
     assert type(system).__name__ == "DampedOscillator" and system.params.stiffness == 2.0
     # a broken entry point says which one and how to fix it
     (dist / "entry_points.txt").write_text("[physode.systems]\nbroken_osc = no_such_module_xyz:Thing\n")
@@ -363,3 +372,19 @@ def test_a_malformed_system_named_on_the_command_line_fails_in_one_line_and_writ
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "returned shape (4,)" in err and not (tmp_path / "out.npz").exists()
     sys.modules.pop("bad_field_module", None)
+
+
+def test_radau_takes_a_field_that_multiplies_its_control_and_fit_refuses_an_autonomous_model_of_forced_data():
+    bilinear = ODESystem(lambda t, x, u: torch.stack([x[..., 1], -x[..., 0] * (1 + u[..., 0])], dim=-1), state_names=("q", "v"),
+                         control_dim=1, name="bilinear")
+    t = torch.linspace(0, 2, 21, dtype=torch.float64)
+    x0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    implicit = physode.simulate(bilinear, x0, t, u=[[0.5]], method="radau", rtol=1e-10, atol=1e-10)
+    explicit = physode.simulate(bilinear, x0, t, u=[[0.5]])
+    torch.testing.assert_close(implicit, explicit, atol=1e-7, rtol=0)  # q'' = -1.5 q
+    torch.testing.assert_close(explicit[0, :, 0], torch.cos(math.sqrt(1.5) * t), atol=1e-10, rtol=0)
+    forced = TrajectoryDataset.generate(physode.Duffing(gamma=0.5), 8, 2.0, 0.1)
+    with pytest.raises(PhysodeError, match="time_dependent=True"):
+        physode.fit(physode.NeuralODE(2), forced, physode.TrainConfig(steps=2))
+    with pytest.raises(PhysodeError, match="state_names"):
+        ODESystem(lambda t, x, u: x, state_names=None, name="nameless_states")

@@ -10,7 +10,7 @@ from .lorenz import Lorenz
 from .nbody import NBody
 from .ode_system import ODESystem
 from .pendulum import Pendulum
-from .registry import (ENTRY_POINT_GROUP, SYSTEMS, known_names, make_system, register_system, resolve_system,
+from .registry import (ENTRY_POINT_GROUP, SYSTEMS, import_system, known_names, make_system, register_system, resolve_system,
                        spec_name, system_from_spec)
 from .spring_mass import SpringMass
 from .van_der_pol import VanDerPol
@@ -35,6 +35,7 @@ __all__ = [
     "SpringMass",
     "VanDerPol",
     "System",
+    "import_system",
     "known_names",
     "make_system",
     "register_system",

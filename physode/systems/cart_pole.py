@@ -104,15 +104,15 @@ class CartPole(MechanicalSystem):
     def sample_initial_states(self, n, seed=0):
         n = self._sample_count(n)
         p, gen = self.params, rng(seed)
-        total, l = p.cart_mass + p.pole_mass, p.half_length
-        barrier = 2 * p.pole_mass * p.gravity * l  # from hanging at rest to upright at rest
+        total, half = p.cart_mass + p.pole_mass, p.half_length
+        barrier = 2 * p.pole_mass * p.gravity * half  # from hanging at rest to upright at rest
         kept = np.empty((0, 4))
         while len(kept) < n:
             theta = math.pi + gen.uniform(-0.75 * math.pi, 0.75 * math.pi, 2 * n)
-            rate = gen.uniform(-2.0, 2.0, 2 * n) * math.sqrt(p.gravity / l)
-            speed = -p.pole_mass * l * np.cos(theta) * rate / total  # zero horizontal momentum: no drift
+            rate = gen.uniform(-2.0, 2.0, 2 * n) * math.sqrt(p.gravity / half)
+            speed = -p.pole_mass * half * np.cos(theta) * rate / total  # zero horizontal momentum: no drift
             position = gen.uniform(-1.0, 1.0, 2 * n)
             cand = np.stack([position, theta, speed, rate], axis=1)
-            above_rest = self.energy(torch.from_numpy(cand)).numpy() + p.pole_mass * p.gravity * l
+            above_rest = self.energy(torch.from_numpy(cand)).numpy() + p.pole_mass * p.gravity * half
             kept = np.concatenate([kept, cand[above_rest < 0.9 * barrier]])
         return torch.from_numpy(kept[:n].copy())

@@ -7,7 +7,7 @@ A name resolves, in this order, to
    ``pyproject.toml``::
 
        [project.entry-points."physode.systems"]
-       duffing = "mypkg.systems:Duffing"
+       my_duffing = "mypkg.systems:MyDuffing"   # the entry point's name is the system's name
 
    (the package is imported only when its name is asked for).
 
@@ -89,7 +89,12 @@ def lookup(name: str):
             except Exception as exc:  # an installed package's import may fail in any way
                 raise PhysodeError(f"the installed entry point {entry.name} = {entry.value!r} ({ENTRY_POINT_GROUP}) could not "
                                    f"be loaded: {type(exc).__name__}: {exc}; reinstall the package that declares it") from None
-            return register_system(_target_system(target, f"entry point {entry.value!r}"))
+            target = _target_system(target, f"entry point {entry.value!r}")
+            if target.name != name:  # files record target.name, which a later session could not find
+                raise PhysodeError(f"the installed entry point {entry.name} = {entry.value!r} ({ENTRY_POINT_GROUP}) names a "
+                                   f"system called {target.name!r}; the entry point's name must be the system's name: "
+                                   f"rename the entry point to {target.name}")
+            return register_system(target)
     return None
 
 
@@ -109,12 +114,9 @@ def make_system(name, **params) -> System:
     return _build(_registered(name), params)
 
 
-def resolve_system(text: str, **params) -> System:
-    """A system named as the command line names it: a registered or installed name, or an import path
-    ``module:Class`` (``module:obj`` for an instance such as an :class:`~physode.ODESystem`), which is imported
-    and registered. Only for names a user gives on their own command line, never for names read from a file."""
-    if not isinstance(text, str) or ":" not in text:
-        return make_system(text, **params)
+def import_system(text: str):
+    """Import the System subclass or instance named by the import path ``module:Class`` and register it; returns it
+    (a class unbuilt: files carry its parameters). Only for paths a user gives on their own command line."""
     module_name, _, attribute = text.partition(":")
     if not module_name or not attribute:
         raise PhysodeError(f"system {text!r} must be a name or an import path module:Class, e.g. mypkg.systems:Duffing")
@@ -132,8 +134,16 @@ def resolve_system(text: str, **params) -> System:
             raise PhysodeError(f"module {module_name!r} has no {attribute!r} (system {text!r}); name a System subclass or "
                                f"instance defined in it")
         target = getattr(target, part)
-    system = register_system(_target_system(target, repr(text)))
-    return _build(system, params)
+    return register_system(_target_system(target, repr(text)))
+
+
+def resolve_system(text: str, **params) -> System:
+    """A system named as the command line names it: a registered or installed name, or an import path
+    ``module:Class`` (``module:obj`` for an instance such as an :class:`~physode.ODESystem`), which is imported
+    and registered. Only for names a user gives on their own command line, never for names read from a file."""
+    if not isinstance(text, str) or ":" not in text:
+        return make_system(text, **params)
+    return _build(import_system(text), params)
 
 
 def system_from_spec(spec) -> System:
