@@ -24,12 +24,12 @@ def test_make_system_by_name_and_params():
     assert make_system("nbody", n_bodies=5, dim=3).state_dim == 30
     assert set(physode.SYSTEMS) >= {"pendulum", "spring_mass", "nbody", "double_pendulum", "cart_pole", "van_der_pol",
                                     "duffing", "lorenz"}
-    assert {name: type(make_system(name)).name for name in physode.systems.known_names()} == {
-        cls.name: cls.name for cls in physode.systems.BUILTIN_SYSTEMS}
+    builtin = {cls.name for cls in physode.systems.BUILTIN_SYSTEMS}  # other tests may have registered their own
+    assert {name: type(make_system(name)).name for name in builtin} == {name: name for name in builtin}
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(UnknownNameError, match="'nbody', 'pendulum', 'spring_mass', 'van_der_pol'.*register_system"):
+    with pytest.raises(UnknownNameError, match="'nbody', 'pendulum', 'spring_mass',.*'van_der_pol'.*register_system"):
         make_system("triple_pendulum")
     with pytest.raises(UnknownNameError, match="'damping', 'gravity', 'length', 'mass'"):
         make_system("pendulum", lenght=2.0)
