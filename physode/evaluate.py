@@ -44,6 +44,7 @@ from .files import atomic_write
 from .models import DynamicsModel
 from .simulate import simulate
 from .systems import System
+from .systems.base import defines_energy
 
 HORIZONS = (1.0, 2.0, 4.0)
 REFERENCES = ("system", "data")
@@ -273,10 +274,9 @@ def _valid_time(err: np.ndarray, times: np.ndarray, threshold: float) -> float:
 
 
 def _energy_drift(system, pred, at):
-    try:
-        energy = system.energy(pred)
-    except NotImplementedError:
+    if not defines_energy(system):
         return None
+    energy = system.energy(pred)
     drift = ((energy - energy[:, :1]).abs() / energy[:, :1].abs().clamp_min(1e-12)).numpy()
     return {h: float(np.median(drift[:, i])) for h, i in at.items()}
 
