@@ -178,9 +178,19 @@ def affordable(n_bytes: float, what: str, fix: str = "ask for fewer trajectories
         )
 
 
+def check_name(name, owner) -> str:
+    """``name`` if it can name a system in files and on the command line: a non-empty string without ':' (which
+    marks an import path), surrounding spaces or a leading '<' (as in '<lambda>'); a PhysodeError otherwise."""
+    if not isinstance(name, str) or not name or name != name.strip() or ":" in name or name.startswith("<"):
+        raise PhysodeError(f"system name must be a plain name such as 'my_duffing' (files record the system by it), got "
+                           f"{name!r} for {owner!r}; set the class attribute name = '...' (ODESystem: pass name='...')")
+    return name
+
+
 def check_interface(system):
     """``system`` after checking what its interface declares: ``state_names`` (one per state), ``state_dim`` and
-    ``control_dim``; a one-line PhysodeError naming what to fix otherwise."""
+    ``control_dim``, and its ``name`` (:func:`check_name`); a one-line PhysodeError naming what to fix otherwise."""
+    check_name(getattr(system, "name", None), system)
     label = f"system {getattr(system, 'name', type(system).__name__)!r}"
     try:
         dim = getattr(system, "state_dim", None)

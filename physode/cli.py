@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sim.add_argument("--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE",
                      help="system parameter, repeatable, e.g. --param damping=0.1")
-    sim.add_argument("--method", default=DEFAULT_METHOD, help=f"solver, one of {', '.join(METHODS)}")
+    sim.add_argument("--method", default=None,
+                     help=f"solver, one of {', '.join(METHODS)} (default {DEFAULT_METHOD}; radau for a stiff system)")
     sim.add_argument("--rtol", type=float, default=None,
                      help=f"relative tolerance (default {DEFAULT_RTOL:g}; radau: {RADAU_RTOL:g})")
     sim.add_argument("--atol", type=float, default=None,

@@ -23,7 +23,7 @@ from .checks import affordable, as_float_tensor, check_interface, positive_float
 from .errors import FileFormatError, PhysodeError, PhysodeWarning
 from .files import atomic_write
 from .errors import unknown_name
-from .simulate import DEFAULT_METHOD, default_tolerances, simulate
+from .simulate import default_method, default_tolerances, simulate
 from .errors import UnknownSystemError
 from .systems import System, system_from_spec
 from .systems.registry import HOW_TO_REGISTER, refuse_name_clash
@@ -174,7 +174,7 @@ class TrajectoryDataset:
             "controls": None if controls is None else (controls if isinstance(controls, str) else "given"),
             "fractions": list(fractions),
             # how the states were computed: the solver and its settings, defaults included
-            **_solver_settings(simulate_options),
+            **_solver_settings(system, simulate_options),
         }
         if controls == "random":
             meta["control_scale"] = float(control_scale)
@@ -404,9 +404,10 @@ class TrajectoryDataset:
             raise FileFormatError(f"{str(path)!r} is an inconsistent dataset: {exc}") from None
 
 
-def _solver_settings(options: dict) -> dict:
-    """The simulate options of a generation with the solver's defaults filled in, as ``meta`` records them."""
-    method = options.get("method", DEFAULT_METHOD)
+def _solver_settings(system, options: dict) -> dict:
+    """The simulate options of a generation of ``system`` with the solver's defaults filled in, as ``meta`` records
+    them."""
+    method = options.get("method") or default_method(system)
     rtol, atol = default_tolerances(method)
     given = {key: value for key, value in options.items() if value is not None}
     return {"method": method, "rtol": rtol, "atol": atol, **given}

@@ -194,8 +194,9 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
     truth = report.trajectories["true system"]  # the rollouts compare already made
     rollouts = {name: report.trajectories[name] for name in models}
     plot.error_horizon_figure(report, path=figures / "error_vs_horizon.png")
-    plot.phase_portrait_figure(times, truth, rollouts, t_train=dataset.t_train, names=system.state_names,
-                               dims=(0, max(1, system.state_dim // 2)), path=figures / "phase_portraits.png")
+    plane = (0,) if system.state_dim == 1 else (0, system.state_dim // 2)  # one state is drawn against time
+    plot.phase_portrait_figure(times, truth, rollouts, t_train=dataset.t_train, names=system.state_names, dims=plane,
+                               path=figures / "phase_portraits.png")
     if defines_energy(system):
         plot.energy_figure(system, times, {"truth": truth, **rollouts}, path=figures / "energy.png")
     for name, model in tqdm(models.items(), desc="figures", unit="model", disable=not progress):

@@ -95,7 +95,8 @@ def vector_field_figure(system, model, data_states, points: int = 25, margin: fl
 
 
 def phase_portrait_figure(times, truth, predictions: dict, dims=(0, 1), n: int = 8, t_train=None, names=None, path=None):
-    """Learned rollouts (dashed) over the true ones (solid) from the same initial states, in the plane ``dims``.
+    """Learned rollouts (dashed) over the true ones (solid) from the same initial states, in the plane ``dims``
+    (two state indices), or one state against time with ``dims=(i,)`` (for one-dimensional systems).
 
     ``times: (T,) | (N, T)``, ``truth: (N, T, D)``, ``predictions``: name -> ``(N, T, D)``; the first ``n``
     trajectories are drawn, one panel per model (with no predictions, one panel of the truth alone).
@@ -109,26 +110,35 @@ def phase_portrait_figure(times, truth, predictions: dict, dims=(0, 1), n: int =
     except ValueError:
         raise PhysodeError(f"times must have shape (T,) or (N, T) = {truth.shape[:2]} to match truth, "
                            f"got {np.shape(times)}") from None
-    if not isinstance(dims, (tuple, list)) or len(dims) != 2:
-        raise PhysodeError(f"dims must be two state indices, such as (0, 1), got {dims!r}")
-    a, b = (_index(d, truth.shape[2], "dims", "state dimensions") for d in dims)
+    if not isinstance(dims, (tuple, list)) or len(dims) not in (1, 2):
+        raise PhysodeError(f"dims must be two state indices, such as (0, 1), or one, such as (0,), to draw it against "
+                           f"time; got {dims!r}")
+    indices = [_index(d, truth.shape[2], "dims", "state dimensions") for d in dims]
     panels = {name: np.asarray(pred) for name, pred in predictions.items()} or {"truth": None}
     for name, pred in panels.items():
         if pred is not None and pred.shape != truth.shape:
             raise PhysodeError(f"predictions[{name!r}] must have the shape of truth {truth.shape}, got {pred.shape}")
+
+    def axes_of(states, i):  # the (horizontal, vertical) coordinates of trajectory i
+        if len(indices) == 1:
+            return times[i], states[i, :, indices[0]]
+        return states[i, :, indices[0]], states[i, :, indices[1]]
+
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
     colors = plt.cm.tab10(np.arange(n) % 10)
     for ax, (name, pred) in zip(axes[0], panels.items(), strict=True):
         for i in range(min(n, len(truth))):
-            ax.plot(truth[i, :, a], truth[i, :, b], color=colors[i], lw=1.5, alpha=0.6)
+            ax.plot(*axes_of(truth, i), color=colors[i], lw=1.5, alpha=0.6)
             if pred is None:
                 continue
             inside = times[i] <= (t_train if t_train is not None else times[i, -1])
-            ax.plot(pred[i, inside, a], pred[i, inside, b], color=colors[i], ls="--", lw=1.2)
-            ax.plot(pred[i, ~inside, a], pred[i, ~inside, b], color=colors[i], ls=":", lw=0.8)
+            h, v = axes_of(pred, i)
+            ax.plot(h[inside], v[inside], color=colors[i], ls="--", lw=1.2)
+            ax.plot(h[~inside], v[~inside], color=colors[i], ls=":", lw=0.8)
         ax.set_title("truth" if pred is None else f"{name} (dashed) vs truth")
         if names is not None:
-            ax.set(xlabel=names[a], ylabel=names[b])
+            labels = ["t", names[indices[0]]] if len(indices) == 1 else [names[k] for k in indices]
+            ax.set(xlabel=labels[0], ylabel=labels[1])
     return _finish(fig, path)
 
 

@@ -59,6 +59,12 @@ def refuse_symplectic_misuse(system, method: str) -> None:
         )
 
 
+def default_method(system) -> str:
+    """The method :func:`simulate` uses for ``system`` when the caller names none: ``"radau"`` for a stiff
+    system, ``"dopri8"`` (``DEFAULT_METHOD``) otherwise."""
+    return IMPLICIT_METHODS[0] if getattr(system, "stiff", False) else DEFAULT_METHOD
+
+
 def default_tolerances(method: str) -> tuple[float, float]:
     """``(rtol, atol)`` that :func:`simulate` uses with ``method`` when the caller gives none."""
     return (RADAU_RTOL, RADAU_ATOL) if method in IMPLICIT_METHODS else (DEFAULT_RTOL, DEFAULT_ATOL)
@@ -79,7 +85,7 @@ def simulate(
     t,
     u=None,
     *,
-    method: str = DEFAULT_METHOD,
+    method: str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     step_size: float | None = None,
@@ -99,7 +105,8 @@ def simulate(
         u: controls, or None for none: ``(N, C)`` held for the whole run, or ``(N, T-1, C)`` with
             ``u[:, k]`` held constant over ``[t_k, t_{k+1})`` (zero-order hold). For one state ``x0: (D,)``
             drop the leading N.
-        method: an adaptive torchdiffeq method (default ``"dopri8"``), a fixed-step one (``"rk4"`` ...),
+        method: None (the default: ``"radau"`` for a stiff system, else ``"dopri8"``; see :func:`default_method`),
+            an adaptive torchdiffeq method, a fixed-step one (``"rk4"`` ...),
             a symplectic one (``"leapfrog"``, ``"yoshida4"``) or the implicit ``"radau"`` for stiff systems;
             see ``physode.simulate.METHODS``. A system whose ``stiff`` is true takes ``"radau"`` only: any
             other method raises a PhysodeError before integrating.
@@ -132,6 +139,8 @@ def simulate(
     """
     if not all(hasattr(system, name) for name in ("vector_field", "state_dim", "control_dim")):
         raise PhysodeError(f"system must be a physode System (see physode.make_system), got {system!r}")
+    if method is None:
+        method = default_method(system)
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
     refuse_stiff_misuse(system, method)  # at once, before any checks or set-up

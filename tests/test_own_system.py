@@ -388,3 +388,97 @@ def test_radau_takes_a_field_that_multiplies_its_control_and_fit_refuses_an_auto
         physode.fit(physode.NeuralODE(2), forced, physode.TrainConfig(steps=2))
     with pytest.raises(PhysodeError, match="state_names"):
         ODESystem(lambda t, x, u: x, state_names=None, name="nameless_states")
+
+
+def test_physode_compare_runs_a_one_dimensional_system_and_draws_its_state_against_time(tmp_path, monkeypatch, capsys,
+                                                                                    registry_kept):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "logistic_module.py").write_text(textwrap.dedent('''
+        import physode
+        def logistic(t, x, u):
+            return x * (1 - x)
+        growth = physode.ODESystem(logistic, state_names=("p",), initial_states=[(0.05, 0.5)])
+    '''))
+    out = tmp_path / "run"
+    assert main(["compare", "logistic_module:growth", "--preset", "smoke", "--models", "node,resnet", "--out", str(out),
+                 "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["rows"]) == {"true system", "node", "resnet"}  # hnn needs an even number of states: left out
+    # the truth is the closed form p(t) = 1 / (1 + (1/p0 - 1) e^-t)
+    data = TrajectoryDataset.load(out / "data.npz")
+    x0 = data.x_clean[:, :1]  # (N, 1, 1)
+    expected = 1 / (1 + (1 / x0 - 1) * torch.exp(-data.t.reshape(1, -1, 1)))
+    assert torch.allclose(data.x_clean, expected, rtol=1e-10, atol=1e-12)
+    assert (out / "figures" / "phase_portraits.png").exists()
+    sys.modules.pop("logistic_module", None)
+
+
+def test_phase_portraits_draw_one_state_against_time():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t = torch.linspace(0, 1, 5)
+    truth = torch.stack([t, 2 * t], dim=-1).expand(3, 5, 2)
+    figure = physode.plot.phase_portrait_figure(t, truth, {"m": truth + 1}, dims=(1,), names=("a", "b"))
+    ax = figure.axes[0]
+    first = ax.lines[0]
+    assert np.allclose(first.get_xdata(), t) and np.allclose(first.get_ydata(), 2 * t)  # b against t
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("t", "b")
+    with pytest.raises(PhysodeError, match="dims must be two state indices"):
+        physode.plot.phase_portrait_figure(t, truth, {}, dims=(0, 1, 0))
+
+
+def test_a_stiff_system_is_solved_with_radau_by_default_everywhere_the_truth_is_needed(registry_kept):
+    import importlib
+
+    simulation = importlib.import_module("physode.simulate")  # the module (physode.simulate is the function)
+    from physode.systems import VanDerPol
+
+    stiff = VanDerPol(mu=1000.0)
+    assert simulation.default_method(stiff) == "radau" and simulation.default_method(VanDerPol()) == "dopri8"
+    x0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    t = torch.linspace(0, 300.0, 4, dtype=torch.float64)
+    reference = physode.simulate(stiff, x0, t, method="radau")
+    assert torch.equal(stiff.rollout(x0, t), reference)
+    data = TrajectoryDataset.generate(stiff, 10, 100.0, 20.0, seed=1)
+    assert data.meta["method"] == "radau" and data.meta["rtol"] == simulation.RADAU_RTOL
+    # compare solves the stiff truth (here scored against itself) instead of refusing it
+    report = physode.compare({"itself": stiff}, data)
+    assert report.rows["itself"]["valid_time"] == pytest.approx(report.meta["t_end"])
+    assert set(report.rows["itself"]["median_error"].values()) == {0.0}
+    # an ODESystem says it is stiff with stiff=True
+    def relax(t, x, u):
+        return -1e6 * (x - torch.cos(torch.as_tensor(t, dtype=x.dtype)))
+    fast = ODESystem(relax, state_names=("x",), initial_states=[(0, 1)], stiff=True, time_dependent=True)
+    assert fast.stiff and not ODESystem(relax, state_names=("x",)).stiff
+    slow = physode.simulate(fast, torch.tensor([[0.0]], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert abs(slow[0, -1, 0].item() - math.cos(1.0)) < 1e-5  # on the slow manifold x = cos t (lag ~ 1e-6)
+    with pytest.raises(PhysodeError, match="stiff.*radau"):
+        physode.simulate(fast, torch.zeros(1, 1), torch.tensor([0.0, 1.0]), method="dopri5")
+
+
+class _Nameless(System):
+    """A subclass that forgot ``name``."""
+
+    state_names = ("a",)
+
+    def vector_field(self, t, x, u=None):
+        return -x
+
+    def sample_initial_states(self, n, seed=0):
+        return torch.ones(n, 1, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", [None, "my:system", " padded", "<lambda>", ""])
+def test_a_system_name_that_files_cannot_record_is_refused_everywhere_in_one_line(name, registry_kept, tmp_path):
+    cls = _Nameless if name is None else type("Named", (_Nameless,), {"name": name})
+    path = tmp_path / "data.npz"
+    for attempt in (lambda: TrajectoryDataset.generate(cls(), 2, 1.0, 0.1).save(path),
+                    lambda: physode.register_system(cls)):
+        with pytest.raises(PhysodeError, match="plain name.*name = ") as caught:
+            attempt()
+        assert "\n" not in str(caught.value) and not path.exists()
+    if name is not None:
+        with pytest.raises(PhysodeError, match="plain name.*name="):
+            ODESystem(lambda t, x, u: -x, state_names=("a",), name=name)

@@ -167,7 +167,7 @@ def _report(statistic):
 
 @pytest.mark.parametrize("call, error, match", [
     (lambda d, m, tmp: _phase(d, dims=(0, 40)), physode.PhysodeError, r"dims must be a whole number from 0 to 1 .*40"),
-    (lambda d, m, tmp: _phase(d, dims=(0,)), physode.PhysodeError, r"dims must be two state indices"),
+    (lambda d, m, tmp: _phase(d, dims=(0, 1, 0)), physode.PhysodeError, r"dims must be two state indices"),
     (lambda d, m, tmp: _phase(d, times=d.t[:5]), physode.PhysodeError, r"times must have shape \(T,\) or \(N, T\)"),
     (lambda d, m, tmp: plot.phase_portrait_figure(d.t, d.test.x_clean, {"node": d.test.x_clean[:, :3]}),
      physode.PhysodeError, r"predictions\['node'\] must have the shape of truth"),

@@ -30,6 +30,7 @@ class ODESystem(System):
         time_dependent: True when ``f`` depends on ``t`` itself (learned models then take ``t`` as an input).
         lyapunov_exponent: its largest Lyapunov exponent, where known (valid times are then also reported in
             Lyapunov times).
+        stiff: True when explicit solvers would crawl (the truth is then solved with ``"radau"``).
 
     An ODESystem has no parameters to rebuild it from, so a file records only its name: register it with
     :func:`physode.register_system` (or name it ``module:obj`` on the command line) to read such files with
@@ -45,15 +46,12 @@ class ODESystem(System):
     """
 
     def __init__(self, f, state_names, *, control_dim: int = 0, energy=None, initial_states=None, name: str | None = None,
-                 time_dependent: bool = False, lyapunov_exponent: float | None = None):
+                 time_dependent: bool = False, lyapunov_exponent: float | None = None, stiff: bool = False):
         super().__init__()
         if not callable(f):
             raise PhysodeError(f"f must be a function f(t, x, u) -> dx/dt written with torch operations, got {f!r}")
         self.f = f
         self.name = getattr(f, "__name__", None) if name is None else name
-        if not isinstance(self.name, str) or not _plain_name(self.name):
-            raise PhysodeError(f"name must be a plain name such as 'duffing' (files record the system by it), got "
-                               f"{self.name!r}; pass name='...'")
         self.state_names = tuple(state_names) if isinstance(state_names, (list, tuple)) else state_names
         self.control_dim = control_dim
         check_interface(self)
@@ -62,6 +60,7 @@ class ODESystem(System):
             raise PhysodeError(f"energy must be a function energy(x) -> (...) or None, got {energy!r}")
         self.initial_states = _initial_states(initial_states, self.state_dim)
         self.time_dependent = bool(time_dependent)
+        self._stiff = bool(stiff)
         exponent_ok = isinstance(lyapunov_exponent, (int, float)) and math.isfinite(lyapunov_exponent)
         if lyapunov_exponent is not None and not exponent_ok:
             raise PhysodeError(f"lyapunov_exponent must be a finite number or None, got {lyapunov_exponent!r}")
@@ -73,6 +72,10 @@ class ODESystem(System):
                                f"signature {inspect.signature(f)}") from None
         except ValueError:  # a builtin without a signature: found out at the first call
             pass
+
+    @property
+    def stiff(self) -> bool:
+        return self._stiff
 
     def vector_field(self, t, x, u=None):
         self._check_inputs(x, u)
@@ -108,10 +111,6 @@ class ODESystem(System):
 
     def __hash__(self) -> int:
         return id(self)
-
-
-def _plain_name(name: str) -> bool:
-    return bool(name) and name == name.strip() and ":" not in name and not name.startswith("<")
 
 
 def _initial_states(given, dim: int):

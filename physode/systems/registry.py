@@ -23,7 +23,7 @@ import importlib
 import importlib.metadata
 
 from ..errors import FileFormatError, PhysodeError, UnknownSystemError, unknown_name
-from ..checks import check_interface
+from ..checks import check_interface, check_name
 from .base import System
 
 #: The entry-point group in which installed packages declare their systems.
@@ -50,10 +50,7 @@ def register_system(system, *, replace: bool = False):
     if not is_class and not isinstance(system, System):
         raise PhysodeError(f"register_system takes a physode.System subclass or instance (e.g. a physode.ODESystem), "
                            f"got {system!r}; subclass physode.System or wrap your function in physode.ODESystem")
-    name = getattr(system, "name", None)
-    if not isinstance(name, str) or not name.strip() or ":" in name or name != name.strip():
-        raise PhysodeError(f"system name must be a non-empty string without ':' or surrounding spaces (set the class "
-                           f"attribute name = 'my_system'), got {name!r} for {system!r}")
+    name = check_name(getattr(system, "name", None), system)
     if is_class and system.Params is not None and not dataclasses.is_dataclass(system.Params):
         raise PhysodeError(f"{system.__name__}.Params must be a dataclass of the parameters (or None), got {system.Params!r}")
     if not is_class:
