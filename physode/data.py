@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import affordable, as_float_tensor, check_interface, positive_float, positive_int, seed_value, time_grid
+from .checks import affordable, all_finite, as_float_tensor, check_interface, positive_float, positive_int, seed_value, time_grid
 from .errors import FileFormatError, PhysodeError, PhysodeWarning
 from .files import atomic_write
 from .errors import unknown_name
@@ -29,7 +29,7 @@ from .systems import System, system_from_spec
 from .systems.registry import HOW_TO_REGISTER, refuse_name_clash
 
 FORMAT = "physode.TrajectoryDataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  #: the newest version read (1: equal lengths; 2: trajectories of different lengths)
 SPLITS = ("train", "val", "test")
 #: The options of :func:`physode.simulate` that :meth:`TrajectoryDataset.generate` passes on.
 SIMULATE_OPTIONS = ("method", "rtol", "atol", "step_size", "batch_size", "max_steps")
@@ -53,25 +53,30 @@ class TrajectoryDataset:
         meta: how it was made (seed, grid, noise_std, dt, t_end, ...).
     """
 
-    def __init__(self, t, x, system_spec, *, x_clean=None, u=None, split=None, t_train=None, meta=None):
+    def __init__(self, t, x, system_spec, *, x_clean=None, u=None, split=None, t_train=None, meta=None, lengths=None):
         system = _known_system(system_spec)
         self._system = system_spec if isinstance(system_spec, System) else None  # the very object it was made from
         # a system that nothing registered or installed provides keeps its spec as it is: the data still load
         self.system_spec = system.spec() if system is not None else None if system_spec is None else dict(system_spec)
         self.meta = _plain_meta(meta)
-        self.x = as_float_tensor(x, "x").detach()
-        dim = self.x.shape[-1] if system is None else system.state_dim
-        if self.x.ndim != 3 or self.x.shape[2] != dim or 0 in self.x.shape:
-            raise PhysodeError(f"x must have shape (N, T, {dim}) for {self.name}, got {tuple(self.x.shape)}")
-        n, n_times, _ = self.x.shape
-        self.t = time_grid(t, "t", n_trajectories=n).detach()
+        x = _padded_states(x, "x")
+        dim = x.shape[-1] if system is None else system.state_dim
+        if x.ndim != 3 or x.shape[2] != dim or 0 in x.shape:
+            raise PhysodeError(f"x must have shape (N, T, {dim}) for {self.name}, got {tuple(x.shape)}")
+        n, n_times, _ = x.shape
+        self.lengths = _lengths(lengths, n, n_times)
+        valid = torch.arange(n_times)[None, :] < self.lengths[:, None]  # (what mask gives once x is set)
+        x = _only_observed(x, valid, "x")
+        self.t = _padded_grid(t, n, self.lengths).detach()
         if self.t.shape[-1] != n_times:
             raise PhysodeError(f"t has {self.t.shape[-1]} times but x has {n_times}; they must match")
+        self.x = x.detach()
         # never the same tensor as x: editing the observations must not move the clean states
-        self.x_clean = self.x.clone() if x_clean is None or x_clean is x else as_float_tensor(x_clean, "x_clean").detach()
+        self.x_clean = self.x.clone() if x_clean is None or x_clean is x else \
+            _only_observed(_padded_states(x_clean, "x_clean"), valid, "x_clean").detach()
         if self.x_clean.shape != self.x.shape:
             raise PhysodeError(f"x_clean must have the shape of x {tuple(self.x.shape)}, got {tuple(self.x_clean.shape)}")
-        self.u = None if u is None else as_float_tensor(u, "u").detach()
+        self.u = None if u is None else _held_controls(u, self.lengths).detach()
         if self.u is not None:
             controls = self.u.shape[-1] if system is None else system.control_dim
             if self.u.shape != (n, n_times - 1, controls) or controls == 0:
@@ -80,16 +85,15 @@ class TrajectoryDataset:
         if split.shape != (n,) or split.dtype.kind not in "iu" or not np.isin(split, (0, 1, 2)).all():
             raise PhysodeError(f"split must be {n} codes in {{0, 1, 2}} (train, val, test), got {split!r}")
         self.split = torch.from_numpy(split.astype(np.int64))
-        first, last = float(self.t[..., 0].max()), float(self.t[..., -1].min())
+        first, last = float(self.t[..., 0].max()), float(self.end_times.max() if self.ragged else self.t[..., -1].min())
         if isinstance(t_train, torch.Tensor | np.ndarray) and t_train.ndim == 0:
             t_train = t_train.item()  # a 0-d tensor or array, e.g. t[5]
         if t_train is not None and (isinstance(t_train, bool) or not isinstance(t_train, numbers.Real)):
             raise PhysodeError(f"t_train must be a number (a time within the grid), got {t_train!r}")
         self.t_train = last if t_train is None else float(t_train)
         if not first < self.t_train <= last:
-            raise PhysodeError(
-                f"t_train must lie in ({first:g}, {last:g}], within every trajectory's times; got {t_train!r}"
-            )
+            within = "within the longest trajectory" if self.ragged else "within every trajectory's times"
+            raise PhysodeError(f"t_train must lie in ({first:g}, {last:g}], {within}; got {t_train!r}")
 
     # ------------------------------------------------------------------ generation
     @classmethod
@@ -181,6 +185,61 @@ class TrajectoryDataset:
         return cls(t, x_clean if x is None else x, system, x_clean=x_clean, u=u, split=splits, t_train=t_train,
                    meta=meta)
 
+    @classmethod
+    def from_arrays(cls, t, x, u=None, *, system=None, t_train: float | None = None,
+                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0, time_dependent: bool = False,
+                    source: str = "arrays", meta: dict | None = None) -> TrajectoryDataset:
+        """Recorded trajectories (another simulator, a lab, a robot log) as a dataset, split like generated data.
+
+        Args:
+            t: times: one shared grid ``(T,)``, one grid per trajectory ``(N, T)``, or a list of ``N`` grids ``(L_i,)``
+                (trajectories of different lengths; with a shared grid, trajectory ``i`` is observed at ``t[:L_i]``).
+            x: states ``(N, T, D)``, or a list of ``N`` arrays ``(L_i, D)`` of different lengths ``L_i >= 2``.
+            u: controls, None, ``(N, T-1, C)`` or a list of ``(L_i - 1, C)``: ``u[k]`` held over ``[t_k, t_{k+1})``.
+            system: the system the data come from, if physode knows it (a :class:`~physode.System` or its spec);
+                None for data whose true field is unknown (scored against the data themselves).
+            t_train: training horizon (default: half way through the median trajectory, so that the later half
+                of the test trajectories measures extrapolation).
+            fractions: train / val / test shares of the trajectories, drawn with ``seed``; with 2 or more
+                trajectories at least one is kept for testing, with 3 or more at least one for validation.
+            time_dependent: whether the dynamics depend on time itself (models then take ``t`` as an input).
+            source: where the data come from (``meta["source"]``, shown in summaries), e.g. a file name.
+            meta: more metadata (JSON values) to keep.
+        """
+        states = _trajectory_list(x, "x")
+        n = len(states)
+        sizes = [len(s) for s in states]
+        grids = _trajectory_list(t, "t", sizes=sizes, ndim=1)
+        controls = None if u is None else _trajectory_list(u, "u", sizes=[k - 1 for k in sizes])
+        for i, (grid, state) in enumerate(zip(grids, states, strict=True)):
+            if len(state) < 2:
+                raise PhysodeError(f"x[{i}] has {len(state)} observation; a trajectory needs at least 2 (drop it)")
+            if len(grid) != len(state):
+                raise PhysodeError(f"t[{i}] has {len(grid)} times for {len(state)} states in x[{i}]; give one time per state")
+        dims = {s.shape[-1] for s in states}
+        if any(s.ndim != 2 for s in states) or len(dims) != 1:
+            raise PhysodeError(f"every trajectory of x must be (L_i, D) with one state count D, got shapes "
+                               f"{sorted({tuple(s.shape) for s in states})}")
+        longest = max(sizes)
+        shared = np.asarray(t).ndim == 1 if not isinstance(t, (list, tuple)) else False
+        time = (np.asarray(t, dtype=np.float64)[:longest] if shared else _stack(grids, longest))
+        if shared and len(time) < longest:
+            raise PhysodeError(f"t has {len(time)} times, fewer than the longest trajectory's {longest}")
+        fractions = _fractions(fractions)
+        seed = seed_value(seed)
+        splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]), keep_test=True)
+        starts = [float(g[0]) for g in grids]
+        ends = [float(g[-1]) for g in grids]
+        if t_train is None:
+            first = max(starts)
+            t_train = first + 0.5 * (float(np.median(ends)) - first)
+        spacing = float(np.median(np.concatenate([np.diff(np.asarray(g, dtype=np.float64)) for g in grids])))
+        meta = {"source": str(source), "seed": seed, "fractions": list(fractions), "time_dependent": bool(time_dependent),
+                "grid": "regular" if shared or all(np.allclose(np.diff(g), spacing) for g in grids) else "irregular",
+                "dt": spacing, "t_end": max(ends), **(meta or {})}
+        return cls(time, _stack(states, longest), system, u=None if controls is None else _stack(controls, longest - 1),
+                   split=splits, t_train=t_train, meta=meta, lengths=np.asarray(sizes))
+
     # ------------------------------------------------------------------ views
     @property
     def system(self) -> System:
@@ -234,6 +293,15 @@ class TrajectoryDataset:
         return self.has_system and bool(self.system.time_dependent)
 
     @property
+    def state_names(self) -> tuple[str, ...]:
+        """The states' names: the true system's, else those recorded with the data (``meta["state_names"]``, e.g.
+        a CSV file's columns), else ``x0, x1, ...``."""
+        if self.has_system:
+            return tuple(self.system.state_names)
+        names = self.meta.get("state_names")
+        return tuple(names) if names else tuple(f"x{i}" for i in range(self.state_dim))
+
+    @property
     def n_times(self) -> int:
         return self.x.shape[1]
 
@@ -252,9 +320,33 @@ class TrajectoryDataset:
         return self.t.expand(len(self), -1) if self.t.ndim == 1 else self.t
 
     @property
+    def ragged(self) -> bool:
+        """True when the trajectories have different lengths (:attr:`lengths`)."""
+        return bool((self.lengths != self.n_times).any())
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """``(N, T)`` True at the observations: each trajectory's first ``lengths[i]`` times."""
+        return torch.arange(self.n_times)[None, :] < self.lengths[:, None]
+
+    @property
+    def end_times(self) -> torch.Tensor:
+        """``(N,)`` each trajectory's last observed time."""
+        return self.times.gather(1, (self.lengths - 1)[:, None]).squeeze(1)
+
+    def trajectory(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Trajectory ``i`` as observed, without padding: ``t (L,)``, ``x (L, D)``, ``u (L-1, C)`` or None."""
+        n = len(self)
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -n <= i < n:
+            raise PhysodeError(f"trajectory index must be a whole number in [-{n}, {n}), got {i!r}")
+        length = int(self.lengths[i])
+        return (self.times[i, :length], self.x[i, :length],
+                None if self.u is None else self.u[i, : length - 1])
+
+    @property
     def train_time_mask(self) -> torch.Tensor:
-        """``(N, T)`` True where ``t <= t_train`` (the part of each trajectory to train on)."""
-        return self.times <= self.t_train
+        """``(N, T)`` True at the observations with ``t <= t_train`` (the part of each trajectory to train on)."""
+        return (self.times <= self.t_train) & self.mask
 
     def subset(self, index) -> TrajectoryDataset:
         """The trajectories selected by ``index`` (boolean mask or integer indices), as a new dataset."""
@@ -277,10 +369,13 @@ class TrajectoryDataset:
         index = index.long()  # torch would take uint8 indices for a mask
         t = self.t if self.t.ndim == 1 else self.t[index]
         u = None if self.u is None else self.u[index]
-        return TrajectoryDataset(
+        part = TrajectoryDataset(
             t, self.x[index], self.system_spec if self._system is None else self._system, x_clean=self.x_clean[index], u=u,
-            split=self.split[index].numpy(), t_train=self.t_train, meta=self.meta,
+            split=self.split[index].numpy(), t_train=None if self.ragged else self.t_train, meta=self.meta,
+            lengths=self.lengths[index].numpy(),
         )
+        part.t_train = self.t_train  # the whole's horizon, which trajectories of different lengths need not all reach
+        return part
 
     def part(self, name: str) -> TrajectoryDataset:
         """The ``"train"``, ``"val"`` or ``"test"`` trajectories."""
@@ -322,12 +417,13 @@ class TrajectoryDataset:
     def summary(self) -> str:
         """One line: system, sizes, grid, noise, horizon and split counts."""
         counts = self._split_counts()
-        noise = self.meta.get("noise_std", 0.0)
+        noise = f", noise {self.meta['noise_std']:g}" if "noise_std" in self.meta else ""  # unknown for recorded data
         controls = "" if self.u is None else f", controls {self.u.shape[2]}"
+        sizes = f"{int(self.lengths.min())}-{self.n_times}" if self.ragged else str(self.n_times)
         return (
-            f"{self.name}: {len(self)} trajectories x {self.n_times} times x {self.state_dim} states, "
-            f"{'irregular' if self.irregular else 'regular'} grid to t={float(self.t[..., -1].max()):g}, "
-            f"t_train={self.t_train:g}, noise {noise:g}{controls}, train/val/test {counts}"
+            f"{self.name}: {len(self)} trajectories x {sizes} times x {self.state_dim} states, "
+            f"{'irregular' if self.irregular else 'regular'} grid to t={float(self.end_times.max()):g}, "
+            f"t_train={self.t_train:g}{noise}{controls}, train/val/test {counts}"
         )
 
     def __repr__(self) -> str:
@@ -335,23 +431,31 @@ class TrajectoryDataset:
 
     # ------------------------------------------------------------------ files
     def save(self, path) -> Path:
-        """Write the dataset to ``path`` (``.npz``) atomically; returns the path."""
+        """Write the dataset to ``path`` (``.npz``) atomically; returns the path.
+
+        Trajectories of different lengths are stored without padding: their observations one after another
+        (``x: (sum L_i, D)``, ``u: (sum (L_i - 1), C)``, per-trajectory grids ``t: (sum L_i,)``) with ``lengths``
+        (format version 2); equal-length datasets keep the rectangular version-1 layout.
+        """
         metadata = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if self.ragged else 1,
             "system": self.system_spec,
             "t_train": self.t_train,
             "meta": self.meta,
         }
-        arrays = {
-            "t": self.t.numpy(),
-            "x": self.x.numpy(),
-            "x_clean": self.x_clean.numpy(),
-            "split": self.split.numpy(),
-            "metadata": np.array(json.dumps(metadata)),
-        }
-        if self.u is not None:
-            arrays["u"] = self.u.numpy()
+        mask = self.mask
+        if self.ragged:
+            controls = torch.arange(self.n_times - 1)[None, :] < (self.lengths[:, None] - 1)
+            arrays = {"t": (self.t[mask] if self.irregular else self.t).numpy(), "x": self.x[mask].numpy(),
+                      "x_clean": self.x_clean[mask].numpy(), "lengths": self.lengths.numpy()}
+            if self.u is not None:
+                arrays["u"] = self.u[controls].numpy()
+        else:
+            arrays = {"t": self.t.numpy(), "x": self.x.numpy(), "x_clean": self.x_clean.numpy()}
+            if self.u is not None:
+                arrays["u"] = self.u.numpy()
+        arrays.update(split=self.split.numpy(), metadata=np.array(json.dumps(metadata)))
         with atomic_write(path, "dataset") as handle:
             np.savez(handle, **arrays)
         return Path(path)
@@ -396,9 +500,12 @@ class TrajectoryDataset:
         if missing:
             raise FileFormatError(f"{str(path)!r} lacks the arrays {missing}; regenerate it with `physode simulate`")
         try:
+            if "lengths" in arrays:
+                arrays.update(_unflattened(arrays))
             return cls(
                 arrays["t"], arrays["x"], metadata.get("system"), x_clean=arrays["x_clean"], u=arrays.get("u"),
                 split=arrays["split"], t_train=metadata.get("t_train"), meta=metadata.get("meta"),
+                lengths=arrays.get("lengths"),
             )
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:  # incl. PhysodeError
             raise FileFormatError(f"{str(path)!r} is an inconsistent dataset: {exc}") from None
@@ -483,8 +590,13 @@ def _plain_meta(meta) -> dict:
         raise PhysodeError(f"meta must hold JSON values with string keys: {exc}") from None
 
 
-def _split_codes(n: int, fractions, gen: np.random.Generator) -> np.ndarray:
+def _split_codes(n: int, fractions, gen: np.random.Generator, keep_test: bool = False) -> np.ndarray:
+    """Split codes ``(N,)`` drawn with ``gen``; ``keep_test``: at least one test trajectory when ``n >= 2`` and one
+    validation trajectory when ``n >= 3`` (where the shares would round to none)."""
     n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
+    if keep_test:
+        n_test = max(n_test, int(n >= 2 and fractions[2] > 0))
+        n_val = max(n_val, int(n >= 3 and fractions[1] > 0))
     if n - n_val - n_test < 1:
         raise PhysodeError(f"with {n} trajectories and fractions {tuple(fractions)} no trajectory is left to train on")
     codes = np.zeros(n, dtype=np.int64)
@@ -492,3 +604,140 @@ def _split_codes(n: int, fractions, gen: np.random.Generator) -> np.ndarray:
     codes[order[n - n_val - n_test : n - n_test]] = 1
     codes[order[n - n_test :]] = 2
     return codes
+
+
+def _padded_states(x, name: str) -> torch.Tensor:
+    """States ``(N, T, D)`` as float64, NaN allowed (past a trajectory's end); anything else non-finite is refused
+    by :func:`_only_observed`."""
+    if isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.float64):
+        return x.to(torch.float64)
+    array = np.asarray(x) if not isinstance(x, torch.Tensor) else x.numpy()
+    if array.dtype.kind == "f":
+        return torch.from_numpy(np.array(array, dtype=np.float64))
+    return as_float_tensor(x, name)
+
+
+def _only_observed(x: torch.Tensor, valid: torch.Tensor, name: str) -> torch.Tensor:
+    """``x: (N, T, D)`` checked finite where ``valid: (N, T)`` and NaN elsewhere (no observation there)."""
+    observed = x[valid]
+    if observed.numel() and not all_finite(observed):
+        row, col = (~torch.isfinite(x) & valid.unsqueeze(-1)).nonzero()[0, :2].tolist()
+        raise PhysodeError(f"{name} must be finite, but trajectory {row} has {x[row, col].tolist()} at observation {col}; "
+                           "remove NaN and infinite values (or end the trajectory earlier with lengths)")
+    return torch.where(valid.unsqueeze(-1), x, torch.tensor(math.nan, dtype=x.dtype))
+
+
+def _lengths(lengths, n: int, n_times: int) -> torch.Tensor:
+    """``lengths`` checked: ``(N,)`` whole numbers in ``[2, T]`` (default: every trajectory ``T`` long)."""
+    if lengths is None:
+        return torch.full((n,), n_times, dtype=torch.int64)
+    array = np.asarray(lengths)
+    if array.shape != (n,) or array.dtype.kind not in "iu" or (array < 2).any() or (array > n_times).any():
+        raise PhysodeError(f"lengths must be {n} whole numbers from 2 to {n_times} (observations per trajectory), "
+                           f"got {lengths!r}")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def _padded_grid(t, n: int, lengths: torch.Tensor) -> torch.Tensor:
+    """The time grid ``(T,)`` or ``(N, T)``, checked within each trajectory's length; past a trajectory's end a
+    per-trajectory grid continues with its last step (solvers need an increasing grid there; nothing is observed)."""
+    if not isinstance(t, torch.Tensor):
+        t = np.asarray(t)
+        t = torch.from_numpy(np.array(t, dtype=np.float64)) if t.dtype.kind == "f" else as_float_tensor(t, "t")
+    t = t.to(torch.float64)
+    if t.ndim != 2 or bool((lengths == t.shape[-1]).all()) or t.shape[0] != n:
+        return time_grid(t, "t", n_trajectories=n)
+    rows = []
+    for i, length in enumerate(lengths.tolist()):
+        own = time_grid(t[i, :length], f"t[{i}]")
+        step = own[-1] - own[-2]
+        rows.append(torch.cat([own, own[-1] + step * torch.arange(1, t.shape[1] - length + 1, dtype=torch.float64)]))
+    return torch.stack(rows)
+
+
+def _held_controls(u, lengths: torch.Tensor) -> torch.Tensor:
+    """Controls ``(N, T-1, C)``, checked within each trajectory; past its end the last control is held (solvers
+    need finite inputs there; nothing is observed)."""
+    if not isinstance(u, torch.Tensor):
+        u = np.asarray(u)
+        u = torch.from_numpy(np.array(u, dtype=np.float64)) if u.dtype.kind == "f" else as_float_tensor(u, "u")
+    u = u.to(torch.float64)
+    if u.ndim != 3 or u.shape[0] != len(lengths) or u.shape[1] < int(lengths.max()) - 1:
+        return as_float_tensor(u, "u")  # the shape is reported by the caller
+    steps = torch.arange(u.shape[1])
+    given = steps[None, :] < (lengths[:, None] - 1)  # (N, T-1): intervals within each trajectory
+    observed = u[given]
+    if observed.numel() and not all_finite(observed):
+        row, col = (~torch.isfinite(u) & given.unsqueeze(-1)).nonzero()[0, :2].tolist()
+        raise PhysodeError(f"u must be finite, but trajectory {row} has {u[row, col].tolist()} at interval {col}; remove "
+                           "NaN and infinite controls")
+    last = u[torch.arange(len(lengths)), (lengths - 2).clamp_min(0)]  # (N, C)
+    return torch.where(given.unsqueeze(-1), u, last.unsqueeze(1))
+
+
+def _unflattened(arrays: dict) -> dict:
+    """The padded ``(N, T, ...)`` arrays of a version-2 file, whose trajectories lie one after another."""
+    lengths = np.asarray(arrays["lengths"])
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths < 2).any():
+        raise ValueError(f"lengths must be whole numbers >= 2, got {lengths!r}")
+    n, longest = len(lengths), int(lengths.max())
+
+    def padded(flat, sizes, width):
+        flat = np.asarray(flat)
+        if len(flat) != sizes.sum():
+            raise ValueError(f"an array holds {len(flat)} rows for trajectories of {int(sizes.sum())} in all")
+        out = np.full((n, width, *flat.shape[1:]), np.nan)
+        for i, (start, size) in enumerate(zip(np.cumsum(sizes) - sizes, sizes, strict=True)):
+            out[i, :size] = flat[start : start + size]
+        return out
+
+    result = {"x": padded(arrays["x"], lengths, longest), "x_clean": padded(arrays["x_clean"], lengths, longest)}
+    if np.asarray(arrays["t"]).shape != (longest,):  # one grid per trajectory, continued past its end on construction
+        result["t"] = padded(arrays["t"], lengths, longest)
+    if "u" in arrays:
+        result["u"] = padded(arrays["u"], lengths - 1, longest - 1)
+    return result
+
+
+def _trajectory_list(value, name: str, sizes: list[int] | None = None, ndim: int = 2) -> list[np.ndarray]:
+    """``value`` as one float64 array per trajectory: a list of arrays stays one, an array ``(N, T, ...)`` is cut into
+    rows, and a shared grid ``(T,)`` (``ndim=1``) is cut to each trajectory's ``sizes``. Values are checked later."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        array = _float_array(value, name)
+        if ndim == 1 and array.ndim == 1:
+            return [array[:k] for k in (sizes or [len(array)])]
+        items = list(array)
+    if not items:
+        raise PhysodeError(f"{name} holds no trajectories; give at least one")
+    if sizes is not None and len(items) != len(sizes):
+        raise PhysodeError(f"{name} holds {len(items)} trajectories, x holds {len(sizes)}; give one per trajectory")
+    arrays = [_float_array(item, f"{name}[{i}]") for i, item in enumerate(items)]
+    if sizes is not None:  # an (N, T, ...) array for trajectories of other lengths: cut each row to its own
+        arrays = [a[:k] if len(a) >= k else a for a, k in zip(arrays, sizes, strict=True)]
+        for i, (a, k) in enumerate(zip(arrays, sizes, strict=True)):
+            if len(a) != k:
+                raise PhysodeError(f"{name}[{i}] has {len(a)} rows for a trajectory that needs {k}")
+    return arrays
+
+
+def _float_array(value, name: str) -> np.ndarray:
+    """``value`` as a float64 numpy array (finiteness is checked where the values are used)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # ragged nested lists and other non-arrays
+        raise PhysodeError(f"{name} must be a real-valued array; could not convert it ({exc})") from None
+    if array.dtype.kind not in "fiu":
+        raise PhysodeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}; pass floats")
+    return array.astype(np.float64)
+
+
+def _stack(arrays: list[np.ndarray], length: int) -> np.ndarray:
+    """``arrays`` of up to ``length`` rows stacked into ``(N, length, ...)``, NaN past each one's end."""
+    out = np.full((len(arrays), length, *arrays[0].shape[1:]), np.nan)
+    for i, array in enumerate(arrays):
+        out[i, : len(array)] = array
+    return out

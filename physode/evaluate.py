@@ -28,7 +28,9 @@ The true system is scored too, as the reference row (zero error by construction)
 from __future__ import annotations
 
 import json
+import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import refuse_other_system
-from .checks import affordable, positive_float, seed_value
+from .checks import affordable, positive_float, positive_int, seed_value
 from .data import TrajectoryDataset
 from .devices import resolve_device
 from .errors import PhysodeError, SolverError, unknown_name
@@ -47,6 +49,10 @@ from .systems import System
 from .systems.base import defines_energy
 
 HORIZONS = (1.0, 2.0, 4.0)
+#: The ``k`` of the k-step prediction error (one-step errors are reported too).
+K_STEPS = 10
+#: The most starts of one-step and k-step predictions scored (drawn with the seed where there are more).
+MAX_STEP_WINDOWS = 4096
 REFERENCES = ("system", "data")
 #: The most output times per trajectory of a simulated reference: more than any error curve needs, and a slip
 #: such as horizons (1, 1e6) would otherwise run for hours before saying anything.
@@ -54,33 +60,43 @@ MAX_EVALUATION_TIMES = 100_000
 
 
 class Report:
-    """Scores per model (``rows``) and error-against-time curves (``curves``); writes JSON and Markdown.
+    """Scores per model (``rows``) and error-against-time curves (``curves``, on the axis ``times``); writes JSON
+    and Markdown.
 
-    ``trajectories`` keeps the rollouts ``(N, T, D)`` behind the scores (name -> tensor, the truth under
-    ``"true system"``) for figures; it is not written to the files.
+    ``trajectories`` keeps the rollouts ``(N, T, D)`` behind the scores (name -> tensor, NaN past a trajectory's
+    end), and ``truth`` the reference they were scored against (the simulated truth or the recorded test
+    trajectories) at ``truth_times`` (``(T,)`` or ``(N, T)``), for figures; neither is written to the files.
+    A score that cannot be computed (a field error without a true system) is None, "n/a" in the Markdown table.
     """
 
-    def __init__(self, rows: dict, curves: dict, times: np.ndarray, meta: dict, trajectories: dict | None = None):
+    def __init__(self, rows: dict, curves: dict, times: np.ndarray, meta: dict, trajectories: dict | None = None, *,
+                 truth: torch.Tensor | None = None, truth_times: torch.Tensor | None = None):
         self.rows, self.curves, self.times, self.meta = rows, curves, times, meta
         self.trajectories = trajectories or {}
+        self.truth, self.truth_times = truth, truth_times
 
     def to_dict(self) -> dict:
+        """Plain JSON data (a curve's NaN, where no trajectory is observed, becomes None)."""
         return {"meta": self.meta, "rows": self.rows, "times": self.times.tolist(),
-                "curves": {name: {k: v.tolist() for k, v in c.items()} for name, c in self.curves.items()}}
+                "curves": {name: {k: [_number(v) for v in values] for k, values in c.items()}
+                           for name, c in self.curves.items()}}
 
     def to_markdown(self) -> str:
         horizons = self.meta["horizons"]
         t_train = self.meta["t_train"]
         exponent = self.meta.get("lyapunov_exponent")
+        k = self.meta.get("k_steps", K_STEPS)
         head = ["model", "params", *(f"median err @ t={h * t_train:g}" for h in horizons),
-                "valid time" + (" (Lyapunov times)" if exponent else ""),
+                "valid time" + (" (Lyapunov times)" if exponent else ""), "1-step err", f"{k}-step err",
                 "field err (test)", "field err (grid)", "energy drift @ end", "NFE", "rollout s"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, r in self.rows.items():
-            cells = [name, str(r["parameters"]), *(f"{r['median_error'][str(h)]:.2e}" for h in horizons),
+            energy = r.get("energy_drift")
+            cells = [name, str(r["parameters"]), *(_cell(r["median_error"][str(h)]) for h in horizons),
                      f"{r['valid_time']:.2f}" + (f" ({r['valid_lyapunov_times']:.2f})" if exponent else ""),
-                     f"{r['field_error_test']:.2e}", f"{r['field_error_grid']:.2e}",
-                     "" if r.get("energy_drift") is None else f"{r['energy_drift'][str(horizons[-1])]:.2e}",
+                     _cell(r.get("one_step_error")), _cell(r.get("k_step_error")),
+                     _cell(r["field_error_test"]), _cell(r["field_error_grid"]),
+                     "" if energy is None else _cell(energy[str(horizons[-1])]),
                      "" if r["nfe"] is None else str(r["nfe"]), f"{r['rollout_seconds']:.3f}"]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -95,89 +111,127 @@ class Report:
         return out
 
 
+def _cell(value) -> str:
+    """A score in the Markdown table: ``1.23e-02``, or ``n/a`` where it is not defined."""
+    return "n/a" if value is None else f"{value:.2e}"
+
+
 def compare(models: dict, dataset: TrajectoryDataset, system: System | None = None, *,
-            horizons=None, reference: str = "system", threshold: float = 0.1, grid_points: int = 32, seed: int = 0,
-            progress: bool = False, device="auto") -> Report:
+            horizons=None, reference: str | None = None, threshold: float = 0.1, grid_points: int = 32, seed: int = 0,
+            k_steps: int = K_STEPS, progress: bool = False, device="auto") -> Report:
     """Score ``models`` (name -> object with ``rollout``) on ``dataset``'s test split; see the module doc.
 
     ``horizons`` are multiples of the training horizon ``t_train`` (default ``HORIZONS`` against the
-    system, ``(1, data end / t_train)`` against the data); ``reference`` is ``"system"`` or ``"data"``.
-    ``system`` defaults to the dataset's own and is added as the row ``"true system"``.
+    system, ``(1, data end / t_train)`` against the data); ``reference`` is ``"system"`` or ``"data"``
+    (default: the system where the dataset has one, else the data). ``system`` defaults to the dataset's own
+    (if any) and is added as the row ``"true system"``; without one, the scores that need the true field
+    (field errors, energy drift) are None. ``k_steps``: the ``k`` of the k-step prediction error.
     The truth and every rollout run on ``device`` (``"auto"``: the GPU when present; models that are
     ``torch.nn.Module`` are moved there); each rollout comes back to the CPU once for the scores.
     """
     device = resolve_device(device)
-    system = dataset.system if system is None else system
-    if system.spec() != dataset.system_spec:
+    reference = default_reference(dataset) if reference is None else reference
+    if system is None and (reference == "system" or dataset.has_system):
+        system = dataset.system  # against the system, a dataset without one says here how to register it
+    if system is not None and system.spec() != dataset.system_spec:
         raise PhysodeError(f"system {system.spec()} is not the dataset's {dataset.system_spec}; pass the matching one")
     if not models:
         raise PhysodeError("models is empty; pass a dict of name -> model")
     horizons = evaluation_horizons(dataset, horizons, reference)
     threshold = positive_float(threshold, "threshold")
     seed = seed_value(seed)
+    k_steps = positive_int(k_steps, "k_steps")
+    controlled = reference == "data" and dataset.u is not None  # recorded controls drive the rollouts
     for name, model in models.items():
         if getattr(model, "state_dim", dataset.state_dim) != dataset.state_dim:
             raise PhysodeError(f"model {name!r} has state_dim {model.state_dim}, the dataset {dataset.state_dim}")
         refuse_other_system(model, dataset.system_spec, "the dataset", "compare it on data of its own system",
                             name=f"model {name!r}")
-        if isinstance(model, DynamicsModel) and model.control_dim:
-            raise PhysodeError(f"model {name!r} takes controls; compare scores uncontrolled rollouts only")
+        controls = getattr(model, "control_dim", 0)
+        if controlled and controls != dataset.u.shape[-1]:
+            raise PhysodeError(f"model {name!r} takes {controls} controls and the data were recorded with "
+                               f"{dataset.u.shape[-1]}; against the data, models are driven by the recorded controls")
+        if not controlled and isinstance(model, DynamicsModel) and model.control_dim:
+            raise PhysodeError(f"model {name!r} takes controls; against the system, compare scores uncontrolled rollouts "
+                               "only (reference='data' drives models with a dataset's recorded controls)")
     test = dataset.part_or("test", "all", "the evaluation")
     t_end = max(horizons) * dataset.t_train
+    u = None
     if reference == "system":
-        times = _evaluation_grid(dataset, horizons)
-        affordable(8.0 * (len(models) + 1) * len(test) * len(times) * dataset.state_dim, "the evaluation grid (horizons)")
+        axis = _evaluation_grid(dataset, horizons)
+        affordable(8.0 * (len(models) + 1) * len(test) * len(axis) * dataset.state_dim, "the evaluation grid (horizons)")
         x0 = test.x_clean[:, 0]
+        times, observed = axis, torch.ones(len(test), len(axis), dtype=torch.bool)
         truth = simulate(system, x0, times, device=device).cpu()
     else:  # the test trajectories themselves, cut at the largest horizon
-        keep = test.times[0] <= t_end * (1 + 1e-9)
-        times, truth = test.times[0, keep].contiguous(), test.x_clean[:, keep]
+        columns = int((test.times <= t_end * (1 + 1e-9)).sum(1).max())
+        times = test.t[..., :columns].contiguous()
+        observed = test.mask[:, :columns] & (test.times[:, :columns] <= t_end * (1 + 1e-9))
+        truth = torch.where(observed.unsqueeze(-1), test.x_clean[:, :columns], math.nan)
         x0 = truth[:, 0]
+        u = None if test.u is None else test.u[:, : columns - 1].contiguous()
+        axis = times if times.ndim == 1 else _evaluation_grid(dataset, horizons, start=float(times[:, 0].min()))
+    own_times = times.expand(len(test), -1) if times.ndim == 1 else times
+    fields = system is not None
     states = test.x_clean[test.train_time_mask]  # test states within the training horizon, at their own times
     state_times = test.times[test.train_time_mask]  # (a time-dependent field is compared where the data were)
-    grid = _box_grid(dataset.x_clean.reshape(-1, dataset.state_dim), grid_points, seed)
+    grid = _box_grid(dataset.x_clean[dataset.mask], grid_points, seed)
     exponent = getattr(system, "lyapunov_exponent", None)
+    steps = _step_windows(test, k_steps, t_end, seed)
 
     rows, curves, trajectories = {}, {}, {}
     x0_device, times_device, states_device, grid_device = (v.to(device) for v in (x0, times, states, grid))
+    u_device = None if u is None else u.to(device)
     state_times_device = state_times.to(device)
-    for name, model in tqdm({"true system": system, **models}.items(), desc="evaluate", unit="model", disable=not progress):
+    candidates = ({"true system": system} if system is not None else {}) | models
+    for name, model in tqdm(candidates.items(), desc="evaluate", unit="model", disable=not progress):
         if isinstance(model, torch.nn.Module):
             model.to(device)
         start = time.perf_counter()
         try:
             with torch.no_grad():
-                pred = model.rollout(x0_device, times_device).double().cpu()
+                pred = model.rollout(x0_device, times_device, *(() if u_device is None else (u_device,))).double().cpu()
         except SolverError as exc:
             raise SolverError(f"the rollout of {name!r} to t={t_end:g} failed, so nothing was scored: {exc}. A learned "
                               "model that blows up this far out: compare it to smaller horizons, or leave it out") from None
         seconds = time.perf_counter() - start
+        pred = torch.where(observed.unsqueeze(-1), pred, math.nan)  # nothing past a trajectory's end
         trajectories[name] = pred
-        err = ((pred - truth).norm(dim=-1) / truth.norm(dim=-1).clamp_min(1e-12)).numpy()  # (N, T)
-        curves[name] = {"median": np.median(err, 0), "mean": err.mean(0), "p90": np.percentile(err, 90, axis=0),
-                        "nmse": (((pred - truth) ** 2).sum((0, 2)) / (truth**2).sum((0, 2)).clamp_min(1e-30)).numpy()}
-        at = {str(h): int(torch.argmin((times - h * dataset.t_train).abs())) for h in horizons}
+        squared_error, squared_norm = ((pred - truth) ** 2).sum(-1), (truth**2).sum(-1)  # (N, T), NaN unobserved
+        err = (squared_error.sqrt() / squared_norm.sqrt().clamp_min(1e-12)).numpy()
+        on_axis = [_on_axis(values, own_times, observed, axis) for values in (err, squared_error.numpy(),
+                                                                              squared_norm.numpy())]
+        curves[name] = _curves(*on_axis)
+        at = {str(h): int(torch.argmin((axis - h * dataset.t_train).abs())) for h in horizons}
         rows[name] = {
             "parameters": int(getattr(model, "num_parameters", 0)),
-            "median_error": {h: float(curves[name]["median"][i]) for h, i in at.items()},
-            "mean_error": {h: float(curves[name]["mean"][i]) for h, i in at.items()},
-            "p90_error": {h: float(curves[name]["p90"][i]) for h, i in at.items()},
-            "nmse": {h: float(curves[name]["nmse"][i]) for h, i in at.items()},
-            "valid_time": _valid_time(err, times.numpy(), threshold),
-            "field_error_test": _field_error(model, system, states_device, state_times_device),
-            "field_error_grid": _field_error(model, system, grid_device, 0.0),
-            "energy_drift": _energy_drift(system, pred, at),
-            "momentum_drift": _momentum_drift(system, pred),
+            "median_error": {h: _number(curves[name]["median"][i]) for h, i in at.items()},
+            "mean_error": {h: _number(curves[name]["mean"][i]) for h, i in at.items()},
+            "p90_error": {h: _number(curves[name]["p90"][i]) for h, i in at.items()},
+            "nmse": {h: _number(curves[name]["nmse"][i]) for h, i in at.items()},
+            "valid_time": _valid_time(err, own_times.numpy(), observed.numpy(), threshold),
+            "one_step_error": _step_error(model, steps, 1, device),
+            "k_step_error": _step_error(model, steps, k_steps, device),
+            "field_error_test": _field_error(model, system, states_device, state_times_device) if fields else None,
+            "field_error_grid": _field_error(model, system, grid_device, 0.0) if fields else None,
+            "energy_drift": _energy_drift(system, pred, at) if fields else None,
+            "momentum_drift": _momentum_drift(system, pred) if fields else None,
             "nfe": _evaluations(model, t_end),
             "rollout_seconds": seconds,
             "training_seconds": (getattr(model, "training_info", None) or {}).get("seconds"),
         }
         if exponent:
             rows[name]["valid_lyapunov_times"] = rows[name]["valid_time"] * exponent
-    meta = {"system": dataset.system_spec, "t_train": dataset.t_train, "horizons": list(horizons),
-            "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference,
+    meta = {"system": dataset.system_spec, "source": dataset.name, "t_train": dataset.t_train, "horizons": list(horizons),
+            "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference, "k_steps": k_steps,
             "lyapunov_exponent": exponent}
-    return Report(rows, curves, times.numpy(), meta, trajectories)
+    return Report(rows, curves, axis.numpy(), meta, trajectories, truth=truth, truth_times=times)
+
+
+def default_reference(dataset: TrajectoryDataset) -> str:
+    """What :func:`compare` scores against by default: ``"system"`` where the dataset's true system is at hand
+    (or named but not registered: it then says how to register it), else ``"data"`` (recorded data)."""
+    return "system" if dataset.system_spec is not None else "data"
 
 
 def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: str = "system") -> tuple:
@@ -190,16 +244,10 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
         raise unknown_name("reference", reference, REFERENCES)
     test = dataset.part_or("test", "all", None)  # compare itself warns when there is no test split
     if reference == "data":
-        if dataset.u is not None:
-            raise PhysodeError("reference='data' compares uncontrolled rollouts with the recorded trajectories, and this "
-                               "dataset was recorded with controls; use reference='system' (the truth is then "
-                               "simulated without controls)")
-        grid = test.times[0]
-        if not bool((test.times == grid).all()):
-            raise PhysodeError("reference='data' needs one time grid shared by every test trajectory, and this "
-                               "dataset has irregular grids; use reference='system' (the truth is then simulated)")
-        data_end = float(grid[-1]) / dataset.t_train
-        horizons = (1.0, data_end) if horizons is None else horizons
+        data_end = float(test.end_times.max()) / dataset.t_train
+        grid = test.times[0, : int(test.lengths.max())]
+        shared = bool((test.times == test.times[0]).all())  # one grid: horizons must fall on it
+        horizons = (min(1.0, data_end), data_end) if horizons is None else horizons
     horizons = tuple(sorted({positive_float(h, "horizons[i]") for h in (HORIZONS if horizons is None else horizons)}))
     if not horizons:
         raise PhysodeError("horizons is empty; pass multiples of t_train such as (1, 2, 4)")
@@ -207,7 +255,7 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
         raise PhysodeError(f"horizons {list(horizons)} reach t={max(horizons) * dataset.t_train:g}, beyond the data, "
                            f"which end at t={data_end * dataset.t_train:g} ({data_end:g} x t_train); pass horizons up "
                            f"to {data_end:g}, or reference='system' to simulate the truth further")
-    if reference == "data":
+    if reference == "data" and shared:
         off = [h for h in horizons if float((grid - h * dataset.t_train).abs().min()) > 1e-9 * max(1.0, h * dataset.t_train)]
         if off:
             raise PhysodeError(f"horizons {off} fall between the data's times (t_train = {dataset.t_train:g}, times "
@@ -222,7 +270,7 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
 
 def _spacing(dataset: TrajectoryDataset) -> float:
     """The data's mean time between observations: the spacing of a simulated reference's output times."""
-    return float(dataset.times.diff(dim=1).mean())
+    return float(dataset.times.diff(dim=1)[dataset.mask[:, 1:]].mean())
 
 
 def _evaluation_times(dataset: TrajectoryDataset, t_end: float) -> int:
@@ -230,12 +278,13 @@ def _evaluation_times(dataset: TrajectoryDataset, t_end: float) -> int:
     return round(t_end / _spacing(dataset)) + 1
 
 
-def _evaluation_grid(dataset: TrajectoryDataset, horizons) -> torch.Tensor:
-    """The simulated reference's output times: ``0, s, 2s, ...`` at the data's mean spacing ``s``, and every
-    horizon's time exactly (errors at a horizon are read at that time, whatever the spacing)."""
+def _evaluation_grid(dataset: TrajectoryDataset, horizons, start: float = 0.0) -> torch.Tensor:
+    """The simulated reference's output times (and the axis of error curves on per-trajectory grids): ``start,
+    start + s, ...`` at the data's mean spacing ``s``, and every horizon's time exactly (errors at a horizon are
+    read at that time, whatever the spacing)."""
     spacing = _spacing(dataset)
     marks = torch.tensor([h * dataset.t_train for h in horizons], dtype=torch.float64)
-    regular = torch.arange(0.0, float(marks[-1]), spacing, dtype=torch.float64)
+    regular = torch.arange(start, float(marks[-1]), spacing, dtype=torch.float64)
     regular = regular[(regular[:, None] - marks[None]).abs().min(1).values > 1e-6 * spacing]  # no near-duplicates
     return torch.cat([regular, marks]).sort().values
 
@@ -267,10 +316,78 @@ def _evaluations(model, t_end: float) -> int | None:
     return None
 
 
-def _valid_time(err: np.ndarray, times: np.ndarray, threshold: float) -> float:
-    over = err > threshold
-    first = np.where(over.any(1), over.argmax(1), len(times) - 1)
-    return float(np.median(times[first]))
+def _valid_time(err: np.ndarray, times: np.ndarray, observed: np.ndarray, threshold: float) -> float:
+    """The median over trajectories of the first observed time whose error ``err: (N, T)`` exceeds ``threshold``;
+    a trajectory that stays within it counts with its last observed time (``times, observed: (N, T)``)."""
+    over = (err > threshold) & observed
+    last = observed.sum(1) - 1
+    first = np.where(over.any(1), over.argmax(1), last)
+    return float(np.median(times[np.arange(len(times)), first]))
+
+
+def _on_axis(values: np.ndarray, times: torch.Tensor, observed: torch.Tensor, axis: torch.Tensor) -> np.ndarray:
+    """Per-trajectory ``values: (N, T)`` at their own ``times: (N, T)`` (where ``observed``) brought onto the shared
+    ``axis: (A,)`` of the error curves: as they are where a trajectory's times are the axis, else interpolated
+    linearly within each trajectory's observed span; NaN outside it. Returns ``(N, A)``."""
+    if times.shape[1] == len(axis) and bool((times == axis).all()):
+        return np.where(observed.numpy(), values, np.nan)
+    out = np.full((len(values), len(axis)), np.nan)
+    grid = axis.numpy()
+    for i in range(len(values)):
+        own, seen = times[i].numpy(), observed[i].numpy()
+        inside = (grid >= own[seen][0]) & (grid <= own[seen][-1])
+        out[i, inside] = np.interp(grid[inside], own[seen], values[i, seen])
+    return out
+
+
+def _curves(err: np.ndarray, squared_error: np.ndarray, squared_norm: np.ndarray) -> dict:
+    """The error curves ``(A,)`` over the trajectories at each time (NaN-aware: the trajectories observed then):
+    median, mean and 90th percentile of the relative error, and the normalised MSE; NaN where none is observed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # times that no trajectory reaches: all-NaN columns
+        seen = ~np.isnan(err).all(0)
+        nmse = np.where(seen, np.nansum(squared_error, 0) / np.maximum(np.nansum(squared_norm, 0), 1e-30), np.nan)
+        return {"median": np.nanmedian(err, 0), "mean": np.nanmean(err, 0), "p90": np.nanpercentile(err, 90, axis=0),
+                "nmse": nmse}
+
+
+def _number(value) -> float | None:
+    """A score as a float, None where it is not defined (NaN: no trajectory reaches that time)."""
+    return None if not np.isfinite(value) else float(value)
+
+
+def _step_windows(test: TrajectoryDataset, k_steps: int, t_end: float, seed: int, limit: int = MAX_STEP_WINDOWS):
+    """The starts of the one-step and k-step predictions: every observation ``(trajectory, index)`` of the test
+    trajectories that has ``k_steps`` more observations up to ``t_end`` (at most ``limit`` of them, drawn with
+    ``seed``); with fewer observations, as many steps as the trajectories have. Returns ``(test, rows, starts, k)``."""
+    reach = (test.mask & (test.times <= t_end * (1 + 1e-9))).sum(1)  # observations up to t_end per trajectory
+    k = max(1, min(k_steps, int(reach.max()) - 1))
+    pairs = [(i, j) for i in range(len(test)) for j in range(int(reach[i]) - 1)]  # one step at least
+    if len(pairs) > limit:
+        order = np.random.default_rng([seed, 5]).permutation(len(pairs))[:limit]
+        pairs = [pairs[j] for j in sorted(order)]
+    rows, starts = (torch.tensor(v, dtype=torch.long) for v in zip(*pairs, strict=True))
+    return test, rows, starts, reach, k
+
+
+def _step_error(model, steps, k: int, device) -> float | None:
+    """The median relative error ``||x_hat(t_{j+k}) - x(t_{j+k})|| / ||x(t_{j+k})||`` of ``k``-step predictions from
+    the observed states ``x(t_j)`` of :func:`_step_windows` (with the recorded controls); None without such pairs."""
+    test, rows, starts, reach, most = steps
+    k = min(k, most)
+    keep = starts + k < reach[rows]
+    if not bool(keep.any()):
+        return None
+    rows, starts = rows[keep], starts[keep]
+    index = starts[:, None] + torch.arange(k + 1)
+    times = test.times[rows[:, None], index]
+    target = test.x_clean[rows, starts + k]
+    if test.u is not None and not getattr(model, "control_dim", 0):
+        return None  # data driven by controls, a model without them: no like-for-like prediction
+    args = () if test.u is None else (test.u[rows[:, None], index[:, :-1]].to(device),)
+    with torch.no_grad():
+        pred = model.rollout(test.x_clean[rows, starts].to(device), times.to(device), *args)[:, -1].double().cpu()
+    return float(((pred - target).norm(dim=-1) / target.norm(dim=-1).clamp_min(1e-12)).median())
 
 
 def _energy_drift(system, pred, at):

@@ -174,9 +174,10 @@ def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: s
 
 
 def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: bool = False,
-         runs: dict | None = None) -> None:
+         runs: dict | None = None, log=print) -> None:
     """Write every figure of a run into ``out/figures``; ``runs`` maps model names to the folders holding their
-    ``metrics.jsonl`` (default ``out/<name>``)."""
+    ``metrics.jsonl`` (default ``out/<name>``). Without the true system (recorded data) the figures that need its
+    field (vector fields, energy, orbits) are left out, with a line to ``log`` that says so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,23 +190,23 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
         model_name = old.stem.rsplit("_", 1)[1]
         if model_name in MODELS and model_name not in models:
             old.unlink()
-    system = dataset.system
-    times = torch.tensor(report.times)
-    truth = report.trajectories["true system"]  # the rollouts compare already made
-    rollouts = {name: report.trajectories[name] for name in models}
+    system = dataset.system if dataset.has_system else None
+    rollouts = {name: report.trajectories[name] for name in models}  # the rollouts compare already made
     plot.error_horizon_figure(report, path=figures / "error_vs_horizon.png")
-    plane = (0,) if system.state_dim == 1 else (0, system.state_dim // 2)  # one state is drawn against time
-    plot.phase_portrait_figure(times, truth, rollouts, t_train=dataset.t_train, names=system.state_names, dims=plane,
-                               path=figures / "phase_portraits.png")
-    if defines_energy(system):
-        plot.energy_figure(system, times, {"truth": truth, **rollouts}, path=figures / "energy.png")
+    plane = (0,) if dataset.state_dim == 1 else (0, dataset.state_dim // 2)  # one state is drawn against time
+    plot.phase_portrait_figure(report.truth_times, report.truth, rollouts, t_train=dataset.t_train,
+                               names=dataset.state_names, dims=plane, path=figures / "phase_portraits.png")
+    if system is None:
+        log(f"no true system for {dataset.name}: the vector-field and energy figures, which need its field, are left out")
+    elif defines_energy(system) and report.truth_times.ndim == 1:  # (one shared time axis)
+        plot.energy_figure(system, report.truth_times, {"truth": report.truth, **rollouts}, path=figures / "energy.png")
     for name, model in tqdm(models.items(), desc="figures", unit="model", disable=not progress):
-        if dataset.state_dim == 2:
+        if system is not None and dataset.state_dim == 2:
             seen = dataset.part_or("train", "all", None)  # evaluate's held-out data may have no train split
             train_states = seen.x_clean[seen.train_time_mask]
             plot.vector_field_figure(system, model, train_states, path=figures / f"vector_field_{name}.png")
-        elif dataset.system_spec["name"] == "nbody":
-            plot.orbits_figure(system, truth, rollouts[name], path=figures / f"orbits_{name}.png")
+        elif system is not None and dataset.system_spec["name"] == "nbody":
+            plot.orbits_figure(system, report.truth, rollouts[name], path=figures / f"orbits_{name}.png")
         metrics = (runs or {}).get(name, out / name) / "metrics.jsonl"
         if metrics.exists() and metrics.read_text().strip():
             plot.training_figure(metrics, path=figures / f"training_{name}.png")

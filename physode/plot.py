@@ -163,7 +163,7 @@ def energy_figure(system, times, rollouts: dict, path=None):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, x in rollouts.items():
         energy = system.energy(torch.as_tensor(x, dtype=torch.float64))
-        drift = ((energy - energy[:, :1]).abs() / energy[:, :1].abs().clamp_min(1e-12)).median(0).values
+        drift = ((energy - energy[:, :1]).abs() / energy[:, :1].abs().clamp_min(1e-12)).nanmedian(0).values  # NaN: ended
         ax.plot(np.asarray(times), np.maximum(drift.numpy(), 1e-16), label=name)
     _log_y(ax)
     ax.set(xlabel="time", ylabel="median relative energy drift", title="Energy along rollouts")

@@ -168,8 +168,9 @@ def _check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
 def relative_errors(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-trajectory relative L2 error ``||pred - x|| / ||x||`` over time and states, ``(N,)`` (``mask: (N, T)``)."""
     diff, ref = (prediction - target) ** 2, target**2
-    if mask is not None:
-        diff, ref = diff * mask.unsqueeze(-1), ref * mask.unsqueeze(-1)
+    if mask is not None:  # where, not a product: unobserved targets are NaN
+        keep = mask.unsqueeze(-1)
+        diff, ref = torch.where(keep, diff, 0.0), torch.where(keep, ref, 0.0)
     return (diff.sum((1, 2)) / ref.sum((1, 2)).clamp_min(1e-30)).sqrt()
 
 
@@ -178,14 +179,16 @@ class _Windows:
 
     The generator draws the global batch (trajectory and start of every window) on the CPU, the same
     on every rank and every device; this rank keeps the windows of its own shard of trajectories,
-    which lives on ``device`` (only the drawn indices move there each step).
+    which lives on ``device`` (only the drawn indices move there each step). A window lies within its
+    trajectory's observations up to ``t_train``; one of a trajectory shorter than the window runs past the
+    trajectory's end on the grid's continuation, and its ``mask`` leaves those points out of the loss.
     """
 
     def __init__(self, train: TrajectoryDataset, dtype, seed: int, device, world: World):
         mask = train.train_time_mask
         self.counts = mask.sum(1)  # observations per trajectory within the training horizon (all ranks')
-        self.longest = int(self.counts.min()) - 1
-        if self.longest < 1:
+        self.longest = int(self.counts.max()) - 1
+        if int(self.counts.min()) < 2 and not train.ragged or self.longest < 1:
             raise PhysodeError("some training trajectory has fewer than 2 observations before t_train; raise t_train")
         self.world, self.device = world, device
         shard = world.shard(len(train))
@@ -195,27 +198,32 @@ class _Windows:
 
     def sample(self, batch: int, window: int):
         """This rank's windows of a global batch of ``batch``: ``x (n, w+1, D)``, ``t (n, w+1)``, ``u (n, w, C)``,
-        and the loss scale ``size / (batch (w+1) D)`` of :class:`_WindowLoss`."""
+        ``mask (n, w+1)`` (observed points, within ``t_train``) and the loss scale ``size / (observed points x D)``
+        of :class:`_WindowLoss`."""
         window = min(window, self.longest)
         rows = torch.randint(len(self.counts), (batch,), generator=self.generator)
-        starts = (torch.rand(batch, generator=self.generator, dtype=torch.float64) * (self.counts[rows] - window)).long()
+        counts = self.counts[rows]
+        starts = (torch.rand(batch, generator=self.generator, dtype=torch.float64) * (counts - window).clamp_min(1)).long()
+        index = starts[:, None] + torch.arange(window + 1)
+        mask = index < counts[:, None]
+        observed = int(mask.sum())
         if self.world.size > 1:
             mine = rows % self.world.size == self.world.rank
-            rows, starts = rows[mine] // self.world.size, starts[mine]
-        index = (starts[:, None] + torch.arange(window + 1)).to(self.device)
+            rows, index, mask = rows[mine] // self.world.size, index[mine], mask[mine]
+        index = index.clamp_max(self.t.shape[1] - 1).to(self.device)
         rows = rows[:, None].to(self.device)
         x = self.x[rows, index]
         t = self.t[rows, index]
-        u = None if self.u is None else self.u[rows, index[:, :-1]]
-        return x, t, u, self.world.size / (batch * (window + 1) * self.x.shape[-1])
+        u = None if self.u is None else self.u[rows, index[:, :-1].clamp_max(self.u.shape[1] - 1)]
+        return x, t, u, mask.to(self.device), self.world.size / (observed * self.x.shape[-1])
 
 
 class _WindowLoss(torch.nn.Module):
     """The training loss as a module (what ``DistributedDataParallel`` wraps).
 
-    ``forward(x, t, u, scale)`` rolls the model out over this rank's windows and returns ``scale``
-    times the sum of squared errors in normalised units; ``scale = size / (global batch elements)``
-    makes DDP's average over ranks the mean over the global batch. A rank without windows this step
+    ``forward(x, t, u, mask, scale)`` rolls the model out over this rank's windows and returns ``scale``
+    times the sum of squared errors in normalised units over the observed points; ``scale = size / (observed
+    elements of the global batch)`` makes DDP's average over ranks the mean over the global batch. A rank without windows this step
     returns a zero that still reaches every parameter, so that its gradient hooks take part.
     """
 
@@ -223,11 +231,12 @@ class _WindowLoss(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, t, u, scale: float):
+    def forward(self, x, t, u, mask, scale: float):
         if x.shape[0] == 0:
             return sum((p * 0.0).sum() for p in self.model.parameters())
         prediction = self.model.rollout(x[:, 0], t, u)
-        return (((prediction - x) / self.model.x_scale) ** 2).sum() * scale
+        squared = ((prediction - x) / self.model.x_scale) ** 2
+        return torch.where(mask.unsqueeze(-1), squared, 0.0).sum() * scale  # where: unobserved targets are NaN
 
 
 def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | None = None, *, out_dir=None,
@@ -377,12 +386,12 @@ def _train_step(model, loss_module, config, windows, solver, optimizer, schedule
     """
     step = state["step"]
     window = window_length(step)
-    x, t, u, scale = windows.sample(config.batch_size, window)
+    x, t, u, mask, scale = windows.sample(config.batch_size, window)
     world = windows.world
     try:
         try:
             with solver:
-                local = loss_module(x, t, u, scale)
+                local = loss_module(x, t, u, mask, scale)
             failure = None
         except SolverError as exc:  # this rank's rollout failed: tell the others through a NaN loss
             local, failure = torch.tensor(math.nan, device=x.device), exc
@@ -525,12 +534,12 @@ class _training_solver:
 
 
 def _lbfgs_polish(model, loss_module, windows, config):
-    x, t, u, scale = windows.sample(4 * config.batch_size, config.window)
+    x, t, u, mask, scale = windows.sample(4 * config.batch_size, config.window)
     optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=config.lbfgs_steps, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = loss_module(x, t, u, scale)
+        loss = loss_module(x, t, u, mask, scale)
         loss.backward()
         return windows.world.mean(loss)  # the line search decides alike on every rank
 

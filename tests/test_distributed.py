@@ -107,8 +107,8 @@ def test_each_rank_holds_its_shard_and_the_scaled_losses_give_the_global_gradien
     def gradient(windows_list):
         model.zero_grad()
         for windows in windows_list:
-            x, t, u, scale = windows.sample(64, 6)
-            _WindowLoss(model)(x, t, u, scale).backward()
+            x, t, u, mask, scale = windows.sample(64, 6)
+            _WindowLoss(model)(x, t, u, mask, scale).backward()
         return [p.grad.clone() / len(windows_list) for p in model.parameters()]
 
     x1, *_ = one.sample(64, 6)

@@ -76,7 +76,7 @@ def test_learned_models_are_scored_and_the_report_is_written(data, tmp_path):
     report = compare(models, data)
     report.save(tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
-    fields = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "field_error_test",
+    fields = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "one_step_error", "k_step_error", "field_error_test",
               "field_error_grid", "energy_drift", "momentum_drift", "nfe", "rollout_seconds", "training_seconds"}
     assert set(saved["rows"]) == {"true system", "node", "resnet", "hnn"}
     for name, row in saved["rows"].items():
@@ -125,8 +125,8 @@ def test_horizons_beyond_the_data_are_refused_against_the_data(data, tmp_path):
     with pytest.raises(PhysodeError, match="reference"):
         compare({"m": data.system}, data, reference="dataset")
     irregular = TrajectoryDataset.generate(physode.SpringMass(), 20, t_end=2.0, dt=0.1, irregular=True, seed=1)
-    with pytest.raises(PhysodeError, match="irregular grids; use reference='system'"):
-        compare({"m": irregular.system}, irregular, reference="data")
+    scored = compare({"m": irregular.system}, irregular, reference="data")  # each trajectory at its own times
+    assert max(scored.rows["m"]["median_error"].values()) < 1e-9 and scored.rows["m"]["valid_time"] == pytest.approx(2.0)
     with pytest.raises(PhysodeError, match="horizons"):
         compare({"m": data.system}, data, horizons=())
     with pytest.raises(PhysodeError, match=r"reach t=10000: 100,001 output times .* more than 100,000; pass smaller"):
@@ -150,11 +150,13 @@ def test_horizons_are_read_at_their_own_times_in_order(data):
     assert report.to_markdown().splitlines()[0].count("median err") == 3
 
 
-def test_data_reference_refuses_controlled_data_and_horizons_between_its_times():
+def test_data_reference_drives_models_with_the_recorded_controls_and_refuses_horizons_between_its_times():
     controlled = TrajectoryDataset.generate(physode.Pendulum(), 10, t_end=2.0, dt=0.1, seed=4, controls="random")
-    with pytest.raises(PhysodeError, match="recorded with controls; use reference='system'"):
-        compare({"m": controlled.system}, controlled, reference="data")
+    driven = compare({"m": controlled.system}, controlled, reference="data")  # the simulator, given the same controls
+    assert max(driven.rows["m"]["median_error"].values()) < 1e-9 and driven.rows["m"]["k_step_error"] < 1e-9
     plain = TrajectoryDataset.generate(physode.Pendulum(), 10, t_end=2.0, dt=0.1, seed=4)
+    with pytest.raises(PhysodeError, match="takes 0 controls and the data were recorded with 1"):
+        compare({"free": physode.build_model("node", plain, hidden=4)}, controlled, reference="data")
     with pytest.raises(PhysodeError, match=r"horizons \[1.03\] fall between the data's times"):
         compare({"m": plain.system}, plain, reference="data", horizons=(1, 1.03))
 

@@ -9,7 +9,7 @@ import pytest
 from physode import TrajectoryDataset
 from physode.cli import main
 
-FIELDS = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "field_error_test",
+FIELDS = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "one_step_error", "k_step_error", "field_error_test",
           "field_error_grid", "energy_drift", "momentum_drift", "nfe", "rollout_seconds", "training_seconds"}
 
 

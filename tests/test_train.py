@@ -214,7 +214,7 @@ def test_every_trainable_parameter_gets_a_gradient(name, small_pendulum):
     (the Hamiltonian's output bias, a constant offset of H, did so)."""
     model = build_model(name, small_pendulum, hidden=8)
     windows = small_pendulum.train
-    _WindowLoss(model)(windows.x[:4, :5].float(), windows.times[:4, :5], None, 1.0).backward()
+    _WindowLoss(model)(windows.x[:4, :5].float(), windows.times[:4, :5], None, torch.ones(4, 5, dtype=torch.bool), 1.0).backward()
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
 
 
