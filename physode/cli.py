@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(run=_simulate)
 
     train = commands.add_parser("train", help="train a model on a dataset; writes model.pt, checkpoint.pt, metrics.jsonl")
-    train.add_argument("--data", required=True, help="dataset (.npz) from `physode simulate`")
+    train.add_argument("--data", required=True, help="dataset (.npz) from `physode simulate`, `import` or `collect`")
     train.add_argument("--model", choices=sorted(MODELS), default="node", help="node, anode, resnet or hnn (default node)")
     train.add_argument("--out", required=True, help="run folder, e.g. runs/pendulum-node")
     train.add_argument("--steps", type=int, default=TrainConfig.steps, help=f"optimiser steps (default {TrainConfig.steps})")
@@ -96,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
-    comp = commands.add_parser("compare", help="the main job: simulate, train every model, evaluate, draw")
-    comp.add_argument("system", help=SYSTEM_HELP)
+    comp = commands.add_parser("compare", help="the main job: simulate (or take --data), train every model, evaluate, draw")
+    comp.add_argument("system", nargs="?", default=None, help=SYSTEM_HELP + "; or leave it out and give --data")
+    comp.add_argument("--data", default=None, metavar="FILE",
+                      help="a dataset (.npz, e.g. from `physode import` or `physode collect`) to train and score on "
+                           "instead of simulating a system")
     comp.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick (minutes) or full (the README's figures)")
     comp.add_argument("--out", default=None, help="run folder (default runs/SYSTEM-TIMESTAMP); existing stages are reused")
     comp.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(MODELS)} (default: every model "
@@ -108,10 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
     comp.set_defaults(run=_compare)
 
-    ev = commands.add_parser("evaluate", help="score trained models on a dataset of their system: report and figures")
+    ev = commands.add_parser("evaluate", help="score trained models on a dataset: report and figures")
     ev.add_argument("models", nargs="+", metavar="MODEL",
                     help="model.pt files, or the run folders holding them; each model is named after its folder")
-    ev.add_argument("--data", required=True, help="dataset (.npz) of the models' system, e.g. from `physode simulate`")
+    ev.add_argument("--data", required=True, help="dataset (.npz) of the models' system (from `physode simulate`), or "
+                    "recorded data (from `physode import` or `collect`), scored against its test trajectories")
     ev.add_argument("--out", required=True, help="folder for report.json, report.md and figures/")
     _system_option(ev)
     _evaluation_options(ev)
@@ -131,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.set_defaults(run=_collect)
 
+    imp = commands.add_parser("import", help="read recorded trajectories from CSV files into a dataset (.npz)")
+    imp.add_argument("files", nargs="+", metavar="FILE", help="CSV files: one row per observation, a header of column "
+                     "names; one trajectory per file, or many told apart by --trajectory-column")
+    imp.add_argument("--time", required=True, metavar="COLUMN", help="the time column")
+    imp.add_argument("--states", required=True, metavar="A,B,...", help="comma-separated state columns")
+    imp.add_argument("--controls", default=None, metavar="A,B,...",
+                     help="comma-separated control columns (held from a row's time to the next row's)")
+    imp.add_argument("--trajectory-column", default=None, metavar="COLUMN", help="the column that names each row's trajectory")
+    imp.add_argument("--split-column", default=None, metavar="COLUMN",
+                     help="a column of train/val/test per row (as `to_csv` writes) that sets the split (default: drawn)")
+    imp.add_argument("--t-train", type=float, default=None, help="training horizon (default: half way through the "
+                     "median trajectory)")
+    imp.add_argument("--time-dependent", action="store_true", help="the dynamics depend on time itself")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    imp.add_argument("-o", "--out", required=True, help="output .npz file")
+    imp.set_defaults(run=_import)
+
     draw = commands.add_parser("plot", help="redraw the report and every figure of a run folder")
     draw.add_argument("run_dir", help="a folder written by `physode compare`")
     _system_option(draw)
@@ -141,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _evaluation_options(parser) -> None:
     parser.add_argument("--horizons", type=float, nargs="+", default=None, metavar="H",
                         help="evaluation horizons in multiples of the training horizon (default 1 2 4; against the data: 1, end)")
-    parser.add_argument("--reference", choices=REFERENCES, default="system",
-                        help="score against the simulated system (default; any horizon) or the dataset's own test trajectories")
+    parser.add_argument("--reference", choices=REFERENCES, default=None,
+                        help="score against the simulated system (any horizon) or the dataset's own test trajectories "
+                             "(default: the system where the data have one, else the data)")
 
 
 def _system_option(parser) -> None:
@@ -214,6 +236,18 @@ def _collect(args) -> None:
     print(f"wrote {dataset.save(args.out)}: {dataset.summary()}")
 
 
+def _import(args) -> None:
+    from .tabular import read_csv
+
+    def names(text):
+        return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+    dataset = read_csv(args.files, time=args.time, states=names(args.states), controls=names(args.controls),
+                       trajectory_column=args.trajectory_column, split_column=args.split_column, t_train=args.t_train,
+                       time_dependent=args.time_dependent, **({} if args.split_column else {"seed": args.seed}))
+    print(f"wrote {dataset.save(args.out)}: {dataset.summary()}")
+
+
 def _evaluate(args) -> None:
     _registered_system(args)
     evaluate_models(args.data, args.models, args.out, horizons=args.horizons, reference=args.reference,
@@ -223,7 +257,8 @@ def _evaluate(args) -> None:
 def _compare(args) -> None:
     models = None if args.models is None else tuple(name.strip() for name in args.models.split(",") if name.strip())
     run_compare(args.system, args.preset, args.out, models, seed=args.seed, horizons=args.horizons,
-                reference=args.reference, progress=not args.quiet and sys.stderr.isatty(), device=args.device)
+                reference=args.reference, progress=not args.quiet and sys.stderr.isatty(), device=args.device,
+                data=args.data)
 
 
 def main(argv=None) -> int:

@@ -187,8 +187,8 @@ class TrajectoryDataset:
 
     @classmethod
     def from_arrays(cls, t, x, u=None, *, system=None, t_train: float | None = None,
-                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0, time_dependent: bool = False,
-                    source: str = "arrays", meta: dict | None = None) -> TrajectoryDataset:
+                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0, split=None,
+                    time_dependent: bool = False, source: str = "arrays", meta: dict | None = None) -> TrajectoryDataset:
         """Recorded trajectories (another simulator, a lab, a robot log) as a dataset, split like generated data.
 
         Args:
@@ -198,10 +198,11 @@ class TrajectoryDataset:
             u: controls, None, ``(N, T-1, C)`` or a list of ``(L_i - 1, C)``: ``u[k]`` held over ``[t_k, t_{k+1})``.
             system: the system the data come from, if physode knows it (a :class:`~physode.System` or its spec);
                 None for data whose true field is unknown (scored against the data themselves).
-            t_train: training horizon (default: half way through the median trajectory, so that the later half
-                of the test trajectories measures extrapolation).
+            t_train: training horizon (default: the time of the median-length trajectory's observation nearest half
+                way through it, so that the later half of the test trajectories measures extrapolation).
             fractions: train / val / test shares of the trajectories, drawn with ``seed``; with 2 or more
                 trajectories at least one is kept for testing, with 3 or more at least one for validation.
+            split: the split itself instead, ``(N,)`` codes 0 = train, 1 = val, 2 = test (e.g. as a file recorded it).
             time_dependent: whether the dynamics depend on time itself (models then take ``t`` as an input).
             source: where the data come from (``meta["source"]``, shown in summaries), e.g. a file name.
             meta: more metadata (JSON values) to keep.
@@ -209,36 +210,61 @@ class TrajectoryDataset:
         states = _trajectory_list(x, "x")
         n = len(states)
         sizes = [len(s) for s in states]
-        grids = _trajectory_list(t, "t", sizes=sizes, ndim=1)
-        controls = None if u is None else _trajectory_list(u, "u", sizes=[k - 1 for k in sizes])
-        for i, (grid, state) in enumerate(zip(grids, states, strict=True)):
-            if len(state) < 2:
-                raise PhysodeError(f"x[{i}] has {len(state)} observation; a trajectory needs at least 2 (drop it)")
-            if len(grid) != len(state):
-                raise PhysodeError(f"t[{i}] has {len(grid)} times for {len(state)} states in x[{i}]; give one time per state")
+        for i, size in enumerate(sizes):
+            if size < 2:
+                raise PhysodeError(f"x[{i}] has {size} observation; a trajectory needs at least 2 (drop it)")
+        grids = _trajectory_list(t, "t", sizes=sizes, ndim=1, rule="one time per state")
+        controls = None if u is None else _trajectory_list(u, "u", sizes=[k - 1 for k in sizes],
+                                                           rule="one control per interval between its times")
         dims = {s.shape[-1] for s in states}
         if any(s.ndim != 2 for s in states) or len(dims) != 1:
             raise PhysodeError(f"every trajectory of x must be (L_i, D) with one state count D, got shapes "
                                f"{sorted({tuple(s.shape) for s in states})}")
         longest = max(sizes)
         shared = np.asarray(t).ndim == 1 if not isinstance(t, (list, tuple)) else False
+        widest = grids[sizes.index(longest)]
+        if not shared and all(np.array_equal(g, widest[: len(g)]) for g in grids):  # prefixes of one grid: keep one
+            t, shared = widest, True
         time = (np.asarray(t, dtype=np.float64)[:longest] if shared else _stack(grids, longest))
         if shared and len(time) < longest:
             raise PhysodeError(f"t has {len(time)} times, fewer than the longest trajectory's {longest}")
         fractions = _fractions(fractions)
         seed = seed_value(seed)
-        splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]), keep_test=True)
+        splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]), keep_test=True) if split is None else split
         starts = [float(g[0]) for g in grids]
         ends = [float(g[-1]) for g in grids]
-        if t_train is None:
-            first = max(starts)
-            t_train = first + 0.5 * (float(np.median(ends)) - first)
+        for i, grid in enumerate(grids):
+            time_grid(grid, f"t[{i}]")
+        if t_train is None:  # the observation of the median-length trajectory nearest half way through it
+            first, middle = max(starts), grids[int(np.argsort(ends)[n // 2])]
+            later = middle[middle > first]
+            if not len(later):
+                raise PhysodeError(f"the median-length trajectory ends at t={middle[-1]:g}, before another starts (at "
+                                   f"t={first:g}); give the trajectories a common start (e.g. t - t[0]) or pass t_train")
+            t_train = float(later[np.argmin(np.abs(later - (first + 0.5 * (middle[-1] - first))))])
         spacing = float(np.median(np.concatenate([np.diff(np.asarray(g, dtype=np.float64)) for g in grids])))
         meta = {"source": str(source), "seed": seed, "fractions": list(fractions), "time_dependent": bool(time_dependent),
                 "grid": "regular" if shared or all(np.allclose(np.diff(g), spacing) for g in grids) else "irregular",
                 "dt": spacing, "t_end": max(ends), **(meta or {})}
         return cls(time, _stack(states, longest), system, u=None if controls is None else _stack(controls, longest - 1),
                    split=splits, t_train=t_train, meta=meta, lengths=np.asarray(sizes))
+
+    @classmethod
+    def from_csv(cls, paths, *, time: str, states, controls=None, trajectory_column: str | None = None,
+                 split_column: str | None = None, **options) -> TrajectoryDataset:
+        """Recorded trajectories from CSV files (one row per observation); see :func:`physode.tabular.read_csv`
+        for the layout and ``options`` (those of :meth:`from_arrays`)."""
+        from .tabular import read_csv
+
+        return read_csv(paths, time=time, states=states, controls=controls, trajectory_column=trajectory_column,
+                        split_column=split_column, **options)
+
+    def to_csv(self, path, **options) -> Path:
+        """Write the trajectories to ``path`` as CSV, one row per observation and no padding; see
+        :func:`physode.tabular.write_csv`."""
+        from .tabular import write_csv
+
+        return write_csv(self, path, **options)
 
     # ------------------------------------------------------------------ views
     @property
@@ -699,9 +725,10 @@ def _unflattened(arrays: dict) -> dict:
     return result
 
 
-def _trajectory_list(value, name: str, sizes: list[int] | None = None, ndim: int = 2) -> list[np.ndarray]:
+def _trajectory_list(value, name: str, sizes: list[int] | None = None, ndim: int = 2, rule: str = "") -> list[np.ndarray]:
     """``value`` as one float64 array per trajectory: a list of arrays stays one, an array ``(N, T, ...)`` is cut into
-    rows, and a shared grid ``(T,)`` (``ndim=1``) is cut to each trajectory's ``sizes``. Values are checked later."""
+    rows, and a shared grid ``(T,)`` (``ndim=1``) is cut to each trajectory's ``sizes`` (of rows, by ``rule``).
+    Values are checked later."""
     if isinstance(value, (list, tuple)):
         items = list(value)
     else:
@@ -718,7 +745,7 @@ def _trajectory_list(value, name: str, sizes: list[int] | None = None, ndim: int
         arrays = [a[:k] if len(a) >= k else a for a, k in zip(arrays, sizes, strict=True)]
         for i, (a, k) in enumerate(zip(arrays, sizes, strict=True)):
             if len(a) != k:
-                raise PhysodeError(f"{name}[{i}] has {len(a)} rows for a trajectory that needs {k}")
+                raise PhysodeError(f"{name}[{i}] has {len(a)} rows, and trajectory {i} needs {k} ({rule})")
     return arrays
 
 

@@ -240,6 +240,7 @@ def evaluation_horizons(dataset: TrajectoryDataset, horizons=None, reference: st
     Returns the horizons (the defaults filled in). Against the data, every horizon must lie within the
     test trajectories' shared time grid.
     """
+    reference = default_reference(dataset) if reference is None else reference
     if reference not in REFERENCES:
         raise unknown_name("reference", reference, REFERENCES)
     test = dataset.part_or("test", "all", None)  # compare itself warns when there is no test split

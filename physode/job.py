@@ -69,12 +69,15 @@ def comparison_system(system) -> tuple[System, dict]:
     return system, {key: value for key, value in defaults.items() if key != "params"}
 
 
-def run_compare(system_name, preset: str = "quick", out_dir=None, models=None, seed: int = 0,
-                horizons=None, reference: str = "system", progress: bool = False, device="auto", log=print) -> Path:
+def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=None, seed: int = 0,
+                horizons=None, reference: str | None = None, progress: bool = False, device="auto", log=print,
+                data=None) -> Path:
     """Run (or continue) the comparison job; returns the run folder.
 
-    ``system_name``: see :func:`comparison_system`. ``models``: names from ``MODELS``; None: every model that can
-    represent the system (:func:`physode.train.model_misfit` says why one cannot, e.g. an HNN on an odd number of
+    ``system_name``: see :func:`comparison_system`; or, instead, ``data``: a dataset file (``.npz``, e.g. recorded
+    data from ``physode import`` or ``physode collect``) to train and score on, copied into the run folder (the
+    preset then sets only the training). ``models``: names from ``MODELS``; None: every model that can represent
+    the dynamics (:func:`physode.train.model_misfit` says why one cannot, e.g. an HNN on an odd number of
     states). ``horizons`` and ``reference`` are passed to :func:`physode.compare`; every stage runs on ``device``.
     """
     device = resolve_device(device)
@@ -85,10 +88,20 @@ def run_compare(system_name, preset: str = "quick", out_dir=None, models=None, s
             raise unknown_name("model", name, MODELS)
     if models is not None and not models:  # refused here, before anything is simulated or written
         raise PhysodeError(f"models is empty: name at least one of {', '.join(MODELS)}")
-    system, grid = comparison_system(system_name)
-    settings = {**PRESETS[preset], **grid}
-    out = Path(out_dir) if out_dir is not None else Path("runs") / f"{system.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    misfits = {name: model_misfit(name, system.state_dim, system.time_dependent, system.name) for name in MODELS}
+    if (system_name is None) == (data is None):
+        raise PhysodeError("compare needs a system to simulate or a dataset (data=...), and not both; e.g. "
+                           "`physode compare pendulum` or `physode compare --data data.npz`")
+    if data is not None:
+        given = TrajectoryDataset.load(data)
+        system, settings = None, dict(PRESETS[preset])
+        label, dims, time_dependent = given.name, given.state_dim, given.time_dependent
+    else:
+        system, grid = comparison_system(system_name)
+        settings = {**PRESETS[preset], **grid}
+        label, dims, time_dependent = system.name, system.state_dim, system.time_dependent
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"{_folder_name(label)}-{stamp}"
+    misfits = {name: model_misfit(name, dims, time_dependent, label) for name in MODELS}
     if models is None:
         models = tuple(name for name in MODELS if misfits[name] is None)
         for name in MODELS:
@@ -100,7 +113,17 @@ def run_compare(system_name, preset: str = "quick", out_dir=None, models=None, s
                 raise PhysodeError(misfits[name])
 
     data_path = out / "data.npz"
-    if data_path.exists():
+    if data is not None:
+        dataset = given
+        if data_path.exists():
+            if TrajectoryDataset.load(data_path).fingerprint() != dataset.fingerprint():
+                raise PhysodeError(f"{out} holds a run on other data than {data}; choose another output folder")
+            log(f"reusing {data_path}: {dataset.summary()}")
+        horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before writing anything
+        if not data_path.exists():
+            dataset.save(data_path)
+            log(f"copied {data} to {data_path}: {dataset.summary()}")
+    elif data_path.exists():
         dataset = TrajectoryDataset.load(data_path)
         if dataset.system_spec != system.spec():
             held_params = dataset.system_spec["params"] if dataset.system_spec else ""
@@ -138,13 +161,13 @@ def run_compare(system_name, preset: str = "quick", out_dir=None, models=None, s
 
     report = compare(trained, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
     report.save(out)
-    draw(out, dataset, trained, report, progress=progress)
+    draw(out, dataset, trained, report, progress=progress, log=log)
     log(report.to_markdown())
     log(f"wrote {out}/report.md, report.json and figures/")
     return out
 
 
-def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: str = "system", progress: bool = False,
+def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: str | None = None, progress: bool = False,
                     device="auto", log=print) -> Path:
     """``physode evaluate``: score trained models on the dataset at ``data_path``; returns ``out_dir``.
 
@@ -167,7 +190,7 @@ def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: s
     report = compare(models, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
     out = make_folder(out_dir, "output folder")
     report.save(out)
-    draw(out, dataset, models, report, progress=progress, runs=runs)
+    draw(out, dataset, models, report, progress=progress, runs=runs, log=log)
     log(report.to_markdown())
     log(f"wrote {out}/report.md, report.json and figures/")
     return out
@@ -231,6 +254,11 @@ def redraw(run_dir) -> Path:
     return out
 
 
+def _folder_name(label: str) -> str:
+    """``label`` (a system's name, or recorded data's source such as a file name or an env id) as a folder name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(label).stem or label) or "data"
+
+
 def trained_on(data_id: str, model_path: Path, device="cpu"):
     """The model at ``model_path``, refused when it was trained on other data than the run's data.npz (whose
     :meth:`~physode.TrajectoryDataset.fingerprint` is ``data_id``).
@@ -252,6 +280,6 @@ def _last_report(out: Path) -> tuple[dict, list]:
         report = json.loads((out / "report.json").read_text())
         meta = report["meta"]
         names = [name for name in report["rows"] if name in MODELS]
-        return {"horizons": meta["horizons"], "reference": meta.get("reference", "system")}, names
+        return {"horizons": meta["horizons"], "reference": meta.get("reference")}, names
     except (OSError, ValueError, KeyError, TypeError):
         return {}, []

@@ -235,8 +235,9 @@ class _WindowLoss(torch.nn.Module):
         if x.shape[0] == 0:
             return sum((p * 0.0).sum() for p in self.model.parameters())
         prediction = self.model.rollout(x[:, 0], t, u)
-        squared = ((prediction - x) / self.model.x_scale) ** 2
-        return torch.where(mask.unsqueeze(-1), squared, 0.0).sum() * scale  # where: unobserved targets are NaN
+        # unobserved targets (NaN) become the prediction itself: no error and, unlike masking the error, no NaN gradient
+        target = torch.where(mask.unsqueeze(-1), x, prediction.detach())
+        return (((prediction - target) / self.model.x_scale) ** 2).sum() * scale
 
 
 def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | None = None, *, out_dir=None,
