@@ -5,9 +5,12 @@ on one evaluation grid that runs to the largest horizon, and scores them against
 
 * ``reference="system"`` (the default): the truth is simulated on a regular grid with the data's mean
   spacing, so extrapolation can be scored however far the data went (default horizons 1x, 2x, 4x t_train);
-* ``reference="data"``: the test split's own clean trajectories are the truth, on their shared grid, so
-  no horizon may reach beyond the data's end (default horizons 1x t_train and the data's end). Use it
-  to score against what was recorded rather than against a re-simulation.
+* ``reference="data"`` (the default for recorded data, which have no true system): the test split's own
+  clean trajectories are the truth, each on its own grid, to its own end and driven by its recorded
+  controls, so no horizon may reach beyond the data's end (default horizons 1x t_train and the data's end).
+  Use it to score against what was recorded rather than against a re-simulation. On per-trajectory grids
+  the error curves are interpolated onto one time axis; at each time they are over the trajectories
+  observed then.
 
 The scores:
 
@@ -16,13 +19,16 @@ The scores:
   ``sum_i ||x_hat_i(t) - x_i(t)||^2 / sum_i ||x_i(t)||^2``, read off at the horizons (multiples of t_train);
 * valid prediction time: the median over trajectories of the first time ``e_i(t)`` exceeds a threshold, and
   for a system that gives its largest Lyapunov exponent ``lambda`` also in Lyapunov times ``lambda * t``;
-* vector-field error ``||f_hat - f|| / ||f||`` on the test states (at their own times) and on a grid over the
+* one-step and k-step prediction errors: the median relative error of a prediction ``k`` observations ahead
+  from every observed test state (up to the largest horizon);
+* vector-field error ``||f_hat - f|| / ||f||`` (where a true system is at hand) on the test states (at their own times) and on a grid over the
   data's bounding box (at t = 0) (ResNet step models through their implied field);
 * energy drift ``|E(t) - E(0)| / |E(0)|`` (median over trajectories, at the horizons) where the system
   defines an energy, and total-momentum drift for n-body;
 * cost: parameters, NFE per rollout, wall time of the batched rollout, training time when known.
 
-The true system is scored too, as the reference row (zero error by construction).
+The true system, where there is one, is scored too, as the reference row (zero error by construction).
+Scores that need it (field errors, energy drift) are None without it, "n/a" in the Markdown table.
 """
 
 from __future__ import annotations
