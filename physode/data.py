@@ -156,8 +156,8 @@ class TrajectoryDataset:
         noise_std = positive_float(noise_std, "noise_std", allow_zero=True)
         seed = seed_value(seed)
         t_train = t_end / 2 if t_train is None else positive_float(t_train, "t_train")
-        fractions = _fractions(fractions)
-        splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]))
+        fractions = check_fractions(fractions)
+        splits = split_codes(n, fractions, np.random.default_rng([seed, 4]))
 
         x0 = system.sample_initial_states(n, seed=seed)
         t = _grid(n, n_times, t_end, irregular, np.random.default_rng([seed, 1]))
@@ -228,9 +228,9 @@ class TrajectoryDataset:
         time = (np.asarray(t, dtype=np.float64)[:longest] if shared else _stack(grids, longest))
         if shared and len(time) < longest:
             raise PhysodeError(f"t has {len(time)} times, fewer than the longest trajectory's {longest}")
-        fractions = _fractions(fractions)
+        fractions = check_fractions(fractions)
         seed = seed_value(seed)
-        splits = _split_codes(n, fractions, np.random.default_rng([seed, 4]), keep_test=True) if split is None else split
+        splits = split_codes(n, fractions, np.random.default_rng([seed, 4]), keep_test=True) if split is None else split
         starts = [float(g[0]) for g in grids]
         ends = [float(g[-1]) for g in grids]
         for i, grid in enumerate(grids):
@@ -582,7 +582,7 @@ def _make_controls(controls, n, n_times, control_dim, scale, gen):
     return controls
 
 
-def _fractions(fractions) -> tuple[float, float, float]:
+def check_fractions(fractions) -> tuple[float, float, float]:
     """``fractions`` checked: three shares (train, val, test) >= 0 summing to 1 with train > 0, as Python floats."""
     problem = "fractions must be three shares (train, val, test) >= 0 summing to 1 with train > 0"
     try:
@@ -616,7 +616,7 @@ def _plain_meta(meta) -> dict:
         raise PhysodeError(f"meta must hold JSON values with string keys: {exc}") from None
 
 
-def _split_codes(n: int, fractions, gen: np.random.Generator, keep_test: bool = False) -> np.ndarray:
+def split_codes(n: int, fractions, gen: np.random.Generator, keep_test: bool = False) -> np.ndarray:
     """Split codes ``(N,)`` drawn with ``gen``; ``keep_test``: at least one test trajectory when ``n >= 2`` and one
     validation trajectory when ``n >= 3`` (where the shares would round to none)."""
     n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)

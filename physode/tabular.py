@@ -201,7 +201,7 @@ def _read_file(path: str, time: str, states: list[str], controls: list[str], tra
             "give the control held from this row's time to the next row's (only each trajectory's last row may be "
             "empty)"))
     split = None if split_column is None else \
-        _split_codes(table, column[split_column], split_column, group, order, starts)
+        _split_column_codes(table, column[split_column], split_column, group, order, starts)
 
     pieces = np.split(order, starts[1:])
     return [_Trajectory(t[rows], x[rows], u[rows[:-1]] if controls else None,
@@ -295,7 +295,7 @@ def _refuse_empty(path: str, cells: np.ndarray, lines: np.ndarray, name: str, fi
         raise FileFormatError(f"{path}, row {lines[empty[0]]}, column {name!r} is empty; {fix}")
 
 
-def _split_codes(table: _Table, column: int, name: str, group: np.ndarray, order: np.ndarray,
+def _split_column_codes(table: _Table, column: int, name: str, group: np.ndarray, order: np.ndarray,
                  starts: np.ndarray) -> np.ndarray:
     """Each trajectory's split code ``(N,)`` from column ``column`` (called ``name``): one of :data:`SPLITS` per
     trajectory, the same on all its rows."""
