@@ -1,0 +1,149 @@
+"""State derivatives estimated from observations, for fitting a vector field without an ODE solver.
+
+:func:`estimate_derivatives` turns a dataset's training observations into samples ``(t, x, dx/dt, u)``:
+
+* ``"stencil"``: a central finite-difference stencil of ``points`` observations (order ``points - 1``, one-sided
+  near the ends with the same order), for regular, noise-free grids; its weights come from the Taylor
+  conditions on the stencil's offsets (:func:`stencil_weights`), so any grid spacing and order work alike.
+* ``"interpolate"``: scipy's quintic interpolating spline (:func:`scipy.interpolate.make_interp_spline`, ``k=5``)
+  per trajectory and state, differentiated; for noise-free data on irregular grids (it follows noise wildly).
+* ``"spline"``: scipy's smoothing spline (:func:`scipy.interpolate.make_smoothing_spline`, its smoothing chosen
+  by generalised cross-validation) per trajectory and state, differentiated; for noisy data, and for recorded
+  data, whose noise is unknown.
+* ``"auto"`` (the default): on noise-free simulated data the stencil (regular grids) or the interpolating spline
+  (irregular ones), else the smoothing spline.
+
+Controls held per interval (zero-order hold) make the trajectory's derivative jump at every observation, so no
+stencil or spline across observations is right there. With controls the samples are the interval midpoints
+instead: ``dx/dt ~ (x_{k+1} - x_k) / (t_{k+1} - t_k)`` at ``x ~ (x_k + x_{k+1}) / 2`` with the interval's own control
+``u_k``, which is second-order accurate and never mixes two controls.
+
+Only the training part of each training trajectory (``t <= t_train``) is used, as by the trainer.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+import torch
+from scipy.interpolate import make_interp_spline, make_smoothing_spline
+
+from .errors import PhysodeError, unknown_name
+
+METHODS = ("auto", "stencil", "interpolate", "spline")
+#: Observations per stencil (order 6): finer than any training window's solver error at the data's step.
+STENCIL_POINTS = 7
+
+
+class DerivativeSamples(typing.NamedTuple):
+    """Samples of the field: ``t (M,)``, ``x (M, D)``, ``dxdt (M, D)`` and ``u (M, C)`` or None, float64."""
+
+    t: torch.Tensor
+    x: torch.Tensor
+    dxdt: torch.Tensor
+    u: torch.Tensor | None
+
+
+def stencil_weights(offsets) -> np.ndarray:
+    """Weights ``w`` with ``f'(0) ~ sum_j w_j f(s_j)`` for the sample offsets ``s`` (in units of the spacing), exact
+    for polynomials of degree ``len(s) - 1``: the solution of the Taylor conditions ``sum_j w_j s_j^m = [m == 1]``."""
+    offsets = np.asarray(offsets, dtype=np.float64)
+    powers = offsets[None, :] ** np.arange(len(offsets))[:, None]
+    target = np.zeros(len(offsets))
+    target[1] = 1.0
+    return np.linalg.solve(powers, target)
+
+
+def stencil_derivatives(x: torch.Tensor, dt: float, points: int = STENCIL_POINTS) -> torch.Tensor:
+    """``dx/dt`` of observations ``x: (N, T, D)`` on a regular grid of spacing ``dt``, by a stencil of ``points``
+    observations (order ``points - 1``): centred inside, shifted to one side within ``points // 2`` of the ends."""
+    n_times = x.shape[1]
+    if n_times < points:
+        raise PhysodeError(f"a {points}-point stencil needs at least {points} observations per trajectory, got "
+                           f"{n_times}; use method='spline', or fewer stencil points")
+    half = points // 2
+    out = torch.empty_like(x)
+    for k in range(n_times):
+        first = min(max(k - half, 0), n_times - points)  # the stencil's window, kept inside the grid
+        weights = torch.as_tensor(stencil_weights(np.arange(first, first + points) - k), dtype=x.dtype)
+        out[:, k] = torch.einsum("j,njd->nd", weights, x[:, first : first + points]) / dt
+    return out
+
+
+def spline_derivatives(t: np.ndarray, x: np.ndarray, smoothing: bool = True) -> np.ndarray:
+    """``dx/dt`` of one trajectory ``x: (L, D)`` at its times ``t: (L,)`` through a spline per state: scipy's
+    ``make_smoothing_spline`` (smoothing by generalised cross-validation), or with ``smoothing=False`` the quintic
+    interpolating ``make_interp_spline(k=5)``."""
+    if len(t) < 6:
+        raise PhysodeError(f"a spline needs at least 6 observations per trajectory, got {len(t)}; record longer "
+                           "trajectories (or raise t_train), or leave the warm start out")
+    make = make_smoothing_spline if smoothing else (lambda times, values: make_interp_spline(times, values, k=5))
+    return np.stack([make(t, x[:, d]).derivative()(t) for d in range(x.shape[1])], axis=1)
+
+
+def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_POINTS) -> DerivativeSamples:
+    """Field samples from the training observations of ``dataset`` (``t <= t_train`` of the train split); see the
+    module doc for the methods. Returns :class:`DerivativeSamples` with one sample per observation (per interval
+    with controls)."""
+    if method not in METHODS:
+        raise unknown_name("derivative method", method, METHODS)
+    train = dataset.part("train")
+    mask = train.train_time_mask  # (N, T): observed and within the training horizon
+    lengths = mask.sum(1)
+    if int(lengths.max()) < 2:
+        raise PhysodeError("no training trajectory has 2 observations before t_train; derivatives cannot be "
+                           "estimated: raise t_train or leave the warm start out")
+    times, x = train.times, train.x
+    if train.u is not None:
+        return _midpoints(times, x, train.u, mask)
+    regular = not train.irregular and not train.ragged and bool(
+        torch.allclose(times[0].diff(), times[0, 1:2] - times[0, :1], rtol=1e-9, atol=0.0))
+    noise_free = dataset.meta.get("noise_std") == 0.0 and dataset.system_spec is not None
+    if method == "stencil" and not regular:
+        raise PhysodeError("the stencil needs one regular grid shared by equally long trajectories; use "
+                           "method='spline' for irregular grids or trajectories of different lengths")
+    if method == "stencil" or (method == "auto" and regular and noise_free):
+        count = int(lengths.min())
+        dt = float(times[0, 1] - times[0, 0])
+        dxdt = stencil_derivatives(x[:, :count], dt, points)
+        keep = mask[:, :count]
+        return DerivativeSamples(times[:, :count][keep], x[:, :count][keep], dxdt[keep], None)
+    smoothing = method == "spline" or (method == "auto" and not noise_free)
+    rows = [(times[i, :k].numpy(), x[i, :k].numpy()) for i, k in enumerate(lengths.tolist()) if k >= 2]
+    short = [len(t) for t, _ in rows if len(t) < 6]
+    if short:
+        raise PhysodeError(f"{len(short)} training trajectories have fewer than 6 observations before t_train "
+                           f"(e.g. {short[0]}); a spline needs 6: raise t_train or drop the short ones")
+    dxdt = [spline_derivatives(t, states, smoothing) for t, states in rows]
+    cat = np.concatenate
+    return DerivativeSamples(*(torch.from_numpy(cat(part)) for part in ([t for t, _ in rows], [s for _, s in rows], dxdt)),
+                             None)
+
+
+def _midpoints(times: torch.Tensor, x: torch.Tensor, u: torch.Tensor, mask: torch.Tensor) -> DerivativeSamples:
+    """Second-order samples at the interval midpoints, each with its interval's own held control."""
+    both = mask[:, 1:] & mask[:, :-1]  # intervals whose two ends are observed within the horizon
+    steps = times.diff(dim=1)
+    dxdt = x.diff(dim=1) / steps.unsqueeze(-1)
+    middle = (x[:, 1:] + x[:, :-1]) / 2
+    t_mid = times[:, :-1] + steps / 2
+    return DerivativeSamples(t_mid[both], middle[both], dxdt[both], u[both])
+
+
+
+def step_differences(dataset, dt: float) -> DerivativeSamples:
+    """Forward differences ``(x_{k+1} - x_k) / dt`` at ``x_k`` (with the interval's control ``u_k``) of the training
+    observations: the targets of a step model of step ``dt``, whose implied field ``(step(x) - x) / dt`` they are
+    exactly when the data's step is ``dt``. Intervals of another length are left out (none on the grid a
+    step model was built for)."""
+    train = dataset.part("train")
+    mask = train.train_time_mask
+    steps = train.times.diff(dim=1)
+    both = mask[:, 1:] & mask[:, :-1] & ((steps - dt).abs() <= 1e-9 * max(dt, 1.0))
+    if not bool(both.any()):
+        raise PhysodeError(f"no interval of the training data is dt={dt:g} long, the step model's step; build the model "
+                           "with the data's step (physode.build_model does)")
+    dxdt = train.x.diff(dim=1) / dt
+    u = None if train.u is None else train.u[both]
+    return DerivativeSamples(train.times[:, :-1][both], train.x[:, :-1][both], dxdt[both], u)
