@@ -5,6 +5,8 @@
 * ``"stencil"``: a central finite-difference stencil of ``points`` observations (order ``points - 1``, one-sided
   near the ends with the same order), for regular, noise-free grids; its weights come from the Taylor
   conditions on the stencil's offsets (:func:`stencil_weights`), so any grid spacing and order work alike.
+  Samples where it disagrees with the stencil two orders lower (the grid does not resolve the motion there,
+  e.g. a close encounter of two bodies) are left out.
 * ``"interpolate"``: scipy's quintic interpolating spline (:func:`scipy.interpolate.make_interp_spline`, ``k=5``)
   per trajectory and state, differentiated; for noise-free data on irregular grids (it follows noise wildly).
 * ``"spline"``: scipy's smoothing spline (:func:`scipy.interpolate.make_smoothing_spline`, its smoothing chosen
@@ -34,6 +36,8 @@ from .errors import PhysodeError, unknown_name
 METHODS = ("auto", "stencil", "interpolate", "spline")
 #: Observations per stencil (order 6): finer than any training window's solver error at the data's step.
 STENCIL_POINTS = 7
+#: The largest relative disagreement between the stencil and one of two orders lower at which a sample is kept.
+STENCIL_AGREEMENT = 1e-2
 
 
 class DerivativeSamples(typing.NamedTuple):
@@ -107,7 +111,7 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
         count = int(lengths.min())
         dt = float(times[0, 1] - times[0, 0])
         dxdt = stencil_derivatives(x[:, :count], dt, points)
-        keep = mask[:, :count]
+        keep = mask[:, :count] & _stencils_agree(dxdt, stencil_derivatives(x[:, :count], dt, max(points - 2, 3)))
         return DerivativeSamples(times[:, :count][keep], x[:, :count][keep], dxdt[keep], None)
     smoothing = method == "spline" or (method == "auto" and not noise_free)
     rows = [(times[i, :k].numpy(), x[i, :k].numpy()) for i, k in enumerate(lengths.tolist()) if k >= 2]
@@ -119,6 +123,16 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
     cat = np.concatenate
     return DerivativeSamples(*(torch.from_numpy(cat(part)) for part in ([t for t, _ in rows], [s for _, s in rows], dxdt)),
                              None)
+
+
+def _stencils_agree(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """``(N, T)`` True where two stencils of different orders agree to ``STENCIL_AGREEMENT`` in every component
+    (relative to the estimate plus 1% of the component's spread): their difference estimates the truncation error,
+    which is large only where the grid does not resolve the motion (a close encounter), and those samples would
+    pull a fit more than all the others."""
+    spread = fine.flatten(0, 1).std(0)
+    discrepancy = ((fine - coarse).abs() / (fine.abs() + 0.01 * spread)).amax(-1)
+    return discrepancy <= STENCIL_AGREEMENT
 
 
 def _midpoints(times: torch.Tensor, x: torch.Tensor, u: torch.Tensor, mask: torch.Tensor) -> DerivativeSamples:
