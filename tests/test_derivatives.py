@@ -51,8 +51,9 @@ def test_estimates_on_simulated_data_match_the_true_field():
     clean = TrajectoryDataset.generate(pendulum, 32, 10.0, 0.1, seed=1)
     stencil = estimate_derivatives(clean, "stencil")
     spline = estimate_derivatives(clean, "spline")
-    truth = pendulum.vector_field(stencil.t, stencil.x)
-    assert _relative(stencil.dxdt, truth) < _relative(spline.dxdt, truth) / 3  # why "auto" takes the stencil here
+    stencil_error = _relative(stencil.dxdt, pendulum.vector_field(stencil.t, stencil.x))
+    assert stencil_error < _relative(spline.dxdt, pendulum.vector_field(spline.t, spline.x)) / 3  # why "auto" takes it
+    assert len(stencil.t) > 0.9 * len(spline.t)  # samples the grid does not resolve are left out: only a few
 
 
 def test_recorded_data_of_different_lengths_take_the_smoothing_spline():
