@@ -8,8 +8,8 @@ from pathlib import Path
 from physode import systems
 from physode.checkpoint import load_model
 from physode.checks import positive_float
-from physode.errors import PhysodeError, unknown_name
-from physode.integrate import ADAPTIVE_METHODS, FIXED_METHODS
+from physode.errors import PhysodeError
+from physode.integrate import FIXED_METHODS, check_solver
 from physode.models import ContinuousModel, DynamicsModel
 
 from .core import PhysodeEnv
@@ -141,8 +141,7 @@ def _with_solver(model, solver: str, step_size, dt: float):
     """A copy of continuous ``model`` that integrates with ``solver`` (fixed-step ones at ``step_size``, default ``dt``)."""
     if not isinstance(model, ContinuousModel):
         raise PhysodeError(f"solver= applies to continuous models; a {type(model).__name__} steps by itself")
-    if solver not in ADAPTIVE_METHODS + FIXED_METHODS:
-        raise unknown_name("solver", solver, ADAPTIVE_METHODS + FIXED_METHODS)
+    check_solver(solver, default_step=True)  # fixed-step ones default to one step of dt
     model = copy.deepcopy(model)  # the caller's model keeps its own solver
     model.solver = solver
     if solver in FIXED_METHODS:

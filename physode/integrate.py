@@ -28,13 +28,26 @@ import torch
 from torchdiffeq import odeint, odeint_adjoint
 
 from .checks import all_finite
-from .errors import PhysodeError, SolverError
+from .errors import PhysodeError, SolverError, unknown_name
 
 ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
 #: One-step methods only: torchdiffeq's multistep Adams methods carry their step history across output times,
 #: where zero-order-hold controls and the per-trajectory time scales jump (first-order errors there), and its
 #: explicit Adams at the default order 12 is unstable at ordinary steps (dy/dt = -y, h = 0.01: y(1) = 0.735).
 FIXED_METHODS = ("rk4", "midpoint", "euler", "heun2", "heun3")
+
+
+def check_solver(solver: str, step_size: float | None = None, *, name: str = "solver", default_step: bool = False) -> str:
+    """``solver`` when it is one of the torchdiffeq methods above, else a PhysodeError naming the argument ``name``.
+
+    A fixed-step method needs ``step_size``, unless the caller has a ``default_step`` of its own to give it (the
+    data's spacing, an env's ``dt``); adaptive methods take none. The step's own value is the caller's to check.
+    """
+    if solver not in ADAPTIVE_METHODS + FIXED_METHODS:
+        raise unknown_name(name, solver, ADAPTIVE_METHODS + FIXED_METHODS)
+    if solver in FIXED_METHODS and step_size is None and not default_step:
+        raise PhysodeError(f"{name} {solver!r} takes fixed steps: pass step_size (e.g. step_size=0.01)")
+    return solver
 
 
 def solver_failure(method: str, exc: Exception, hint: str) -> SolverError:

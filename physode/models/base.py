@@ -21,7 +21,7 @@ from torch import nn
 
 from ..checks import as_float_tensor, positive_float, positive_int, rollout_inputs
 from ..errors import PhysodeError, unknown_name
-from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, solve_on_grids
+from ..integrate import check_solver, solve_on_grids
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -121,11 +121,7 @@ class ContinuousModel(DynamicsModel):
     def __init__(self, state_dim, control_dim=0, dtype="float32", *, solver="dopri5", rtol=1e-6, atol=1e-7,
                  step_size=None, adjoint=False, seminorm=False, max_steps=10_000):
         super().__init__(state_dim, control_dim, dtype)
-        if solver not in ADAPTIVE_METHODS + FIXED_METHODS:
-            raise unknown_name("solver", solver, ADAPTIVE_METHODS + FIXED_METHODS)
-        if solver in FIXED_METHODS and step_size is None:
-            raise PhysodeError(f"solver {solver!r} takes fixed steps: pass step_size (e.g. step_size=0.01)")
-        self.solver = solver
+        self.solver = check_solver(solver, step_size)
         self.rtol, self.atol = positive_float(rtol, "rtol"), positive_float(atol, "atol")
         self.step_size = None if step_size is None else positive_float(step_size, "step_size")
         self.adjoint, self.seminorm = bool(adjoint), bool(seminorm)

@@ -14,8 +14,8 @@ from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from ..checks import positive_float, positive_int, time_grid
-from ..errors import PhysodeError, unknown_name
-from ..integrate import ADAPTIVE_METHODS, FIXED_METHODS, solver_failure, substep_grid, substeps
+from ..errors import PhysodeError
+from ..integrate import FIXED_METHODS, check_solver, solver_failure, substep_grid, substeps
 
 
 class _Counted(nn.Module):
@@ -56,10 +56,7 @@ class ODEBlock(nn.Module):
         super().__init__()
         if not isinstance(func, nn.Module):
             raise PhysodeError(f"func must be an nn.Module called as func(t, z), got {type(func).__name__}")
-        if solver not in ADAPTIVE_METHODS + FIXED_METHODS:
-            raise unknown_name("solver", solver, ADAPTIVE_METHODS + FIXED_METHODS)
-        if solver in FIXED_METHODS and step_size is None:
-            raise PhysodeError(f"solver {solver!r} takes fixed steps: pass step_size (e.g. step_size=0.1)")
+        check_solver(solver, step_size)
         self.field = _Counted(func)
         self.t_end = positive_float(t_end, "t_end")
         self.solver = solver

@@ -1,0 +1,310 @@
+"""The training loop: :func:`fit` sets a run up, runs its phases in order (trajectory matching, then the L-BFGS
+polish) and writes its results; one step, its rollback after a failure, and validation."""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoint import save_checkpoint
+from ..checks import affordable
+from ..data import TrajectoryDataset
+from ..devices import resolve_device
+from ..distributed import World
+from ..errors import PhysodeError, SolverError
+from ..files import make_folder
+from ..models import DynamicsModel
+from .config import TrainConfig, TrainResult
+from .factory import check_compatible
+from .metrics import append_metrics, write_metrics
+from .resume import resume_state, save_run
+from .run import Run, TrainingSolver
+from .state import TrainerState
+from .windows import WindowLoss, WindowSampler, curriculum_window
+
+
+def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | None = None, *, out_dir=None,
+        progress: bool = False, resume: bool = False, overwrite: bool = False, device="auto") -> TrainResult:
+    """Train ``model`` on ``dataset`` (its train split; the val split for early stopping).
+
+    With ``out_dir``, appends one JSON line per validation to ``metrics.jsonl``, writes the full trainer
+    state to ``checkpoint.pt`` every ``checkpoint_every`` steps (atomically: a run killed at any moment
+    leaves the last complete one) and the best model to ``model.pt`` at the end; ``resume=True``
+    continues from ``checkpoint.pt`` exactly: model, optimiser, schedule, window sampler, step,
+    curriculum, early-stopping and rollback state, so that a run killed and resumed ends with the same
+    weights as an uninterrupted one (bit for bit on CPU, without ``time_limit``). Other settings are
+    refused, except ``steps`` (to extend a run) and ``time_limit``. ``metrics.jsonl`` is rewritten from
+    the checkpoint on resume (lines written after it are dropped and written again). Resuming on other data
+    than the run's (another :meth:`~physode.TrajectoryDataset.fingerprint`) is refused.
+
+    A fresh run (no ``resume``) into an ``out_dir`` that already holds a run (``model.pt`` or ``checkpoint.pt``)
+    is refused, so that nothing trained is lost; ``overwrite=True`` replaces that run.
+
+    SIGINT (Ctrl-C) stops between two steps: with ``out_dir`` the state is checkpointed, ``model.pt`` is
+    not written, and the result says ``stopped="interrupted"``; resume to continue.
+
+    ``device``: where to train (``"auto"``: the GPU when present); the model is moved there and stays
+    there, and so does the training data (once, before the first step). In a ``torch.distributed``
+    process group the run is data parallel (see :mod:`physode.train`); only rank 0 writes to ``out_dir``.
+    """
+    config = config or TrainConfig()
+    if not isinstance(dataset, TrajectoryDataset):
+        raise PhysodeError(f"dataset must be a TrajectoryDataset, got {type(dataset).__name__}")
+    check_compatible(model, dataset)
+    device = resolve_device(device)
+    world = World.current(device)
+    train = dataset.train
+    affordable(8.0 * config.batch_size * (config.window + 1) * max(dataset.state_dim, 64),
+               f"a training batch of batch_size={config.batch_size} windows", "pass a smaller batch_size")
+    out = _run_folder(out_dir, resume, overwrite)
+    data_id = None if out is None else dataset.fingerprint()  # recorded in the run's files only
+
+    model.to(device)
+    seen = train.x[train.train_time_mask]  # (M, D): the training trajectories up to t_train, as in the windows
+    if not resume:
+        model.set_normalization(seen.mean(0), seen.std(0).clamp_min(1e-6))
+    windows = WindowSampler(train, model.torch_dtype, config.seed, device, world)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+    )
+    if resume:
+        state = resume_state(out, dataset, data_id, config, model, optimizer, schedule, windows)
+        if world.main:
+            write_metrics(out / "metrics.jsonl", state.history)  # drop lines written after the checkpoint
+    else:
+        state = TrainerState.fresh(model, optimizer)
+        if out is not None and world.main:  # a fresh run in an old folder: nothing of the old run may pass for this one's
+            for name in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
+                (out / name).unlink(missing_ok=True)
+    # after every input check, so that a warning never precedes an error
+    val = dataset.part_or("val", "train", "validation (early stopping, the best model)")
+    loss = WindowLoss(model)
+    if world.size > 1:  # after the resume: it broadcasts rank 0's weights
+        loss = torch.nn.parallel.DistributedDataParallel(loss, device_ids=[device] if device.type == "cuda" else None)
+    shard = world.shard(len(val))  # this rank's validation trajectories
+    run = Run(model=model, dataset=dataset, config=config, world=world, out=out, data_id=data_id, windows=windows,
+              solver=TrainingSolver(model, dataset, config), optimizer=optimizer, schedule=schedule, loss=loss,
+              val_x=val.x[shard].to(device), val_t=val.times[shard].to(device),
+              val_mask=val.train_time_mask[shard].to(device), val_u=None if val.u is None else val.u[shard].to(device),
+              start_time=time.perf_counter() - state.seconds,
+              bar=tqdm(total=config.steps, initial=state.step, desc="train", disable=not (progress and world.main)))
+
+    model.train()
+    # the training phases, in order: each returns how it stopped, and a later phase runs only after "steps"
+    # (all done). Ctrl-C stops them between two steps; the finish (L-BFGS polish, model.pt) runs without the flag
+    with _SigintFlag() as sigint:
+        stopped = _match_trajectories(run, state, sigint)
+    return _finish(run, state, stopped)
+
+
+def _run_folder(out_dir, resume: bool, overwrite: bool) -> Path | None:
+    """The run folder of ``out_dir`` (None without one), made for a fresh run; one that already holds a run is
+    refused for a fresh run unless ``overwrite``."""
+    if out_dir is None:
+        return None
+    # resuming needs the folder of the run (its checkpoint): not made here, so a failed resume leaves nothing behind
+    out = Path(out_dir) if resume else make_folder(out_dir, "run folder")
+    if not resume and not overwrite:
+        held = [name for name in ("model.pt", "checkpoint.pt") if (out / name).exists()]
+        if held:
+            raise PhysodeError(f"{out} already holds a run ({', '.join(held)}); continue it with resume (--resume), "
+                               "replace it with overwrite (--overwrite), or choose another output folder")
+    return out
+
+
+def _match_trajectories(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
+    """The main phase: AdamW steps on windows until ``config.steps``, checkpointing as it goes.
+
+    Returns how it stopped: ``"steps"`` (all done), ``"early_stopping"``, ``"time_limit"`` or ``"interrupted"``.
+    """
+    config = run.config
+    # a run that ended by early stopping stays ended when resumed (its final files may not have been written)
+    stopped = "early_stopping" if state.stopped == "early_stopping" else "steps"
+    while stopped == "steps" and state.step < config.steps:
+        late = config.time_limit is not None and run.elapsed() > config.time_limit
+        interrupted, late = run.world.any(sigint.raised, late)  # every rank stops at the same step
+        if interrupted or late:
+            stopped = "interrupted" if interrupted else "time_limit"
+            break
+        before = state.step
+        stopped = _train_step(run, state)
+        stepped = state.step != before  # not after a rollback
+        if stopped == "steps" and stepped and run.writer is not None and state.step % config.checkpoint_every == 0:
+            state.seconds = run.elapsed()
+            save_run(run, state)
+    return stopped
+
+
+def _finish(run: Run, state: TrainerState, stopped: str) -> TrainResult:
+    """Validate the last steps, save the final state, polish with L-BFGS where asked, and return the best weights
+    (in ``model.pt`` too)."""
+    model, config = run.model, run.config
+    if stopped == "time_limit" and state.step and not any(r.get("step") == state.step for r in state.validations):
+        # the steps since the last validation count too (before the first validation: they are all there is)
+        _validation(run, state)
+    run.bar.close()
+    state.stopped = stopped
+    if run.writer is not None:  # the current weights, so that a resume continues exactly here
+        state.seconds = run.elapsed()
+        save_run(run, state)
+    if stopped == "interrupted":
+        model.load_state_dict(state.best_weights)
+        model.eval()
+        return TrainResult(model, state.step, state.seconds, state.best, stopped, state.validations)
+    if config.lbfgs_steps and stopped != "early_stopping":
+        _lbfgs_polish(run, state)
+    model.load_state_dict(state.best_weights)
+    model.eval()
+    seconds = run.elapsed()
+    if run.writer is not None:
+        save_checkpoint(run.out / "model.pt", model, system_spec=run.dataset.system_spec,
+                        training={"steps": state.step, "seconds": seconds, "best_val_error": state.best,
+                                  "stopped": stopped, "data": run.data_id})
+    return TrainResult(model, state.step, seconds, state.best, stopped, state.validations)
+
+
+def _train_step(run: Run, state: TrainerState) -> str:
+    """One optimiser step (or one rollback after a failure), with validation and metrics when due.
+
+    Returns ``"steps"`` to go on or ``"early_stopping"``. The loss (and so a failure) is averaged over the
+    ranks, so that all of them roll back together.
+    """
+    config, model, optimizer = run.config, run.model, run.optimizer
+    step = state.step
+    window = curriculum_window(config, step)
+    x, t, u, mask, scale = run.windows.sample(config.batch_size, window)
+    try:
+        try:
+            with run.solver:
+                local = run.loss(x, t, u, mask, scale)
+            failure = None
+        except SolverError as exc:  # this rank's rollout failed: tell the others through a NaN loss
+            local, failure = torch.tensor(math.nan, device=x.device), exc
+        loss = run.world.mean(local)
+        if not torch.isfinite(loss):
+            raise failure or SolverError(f"the loss is {loss.item()}")
+        optimizer.zero_grad()
+        local.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one device sync
+            raise SolverError("the gradients are not finite")
+    except SolverError as exc:
+        _roll_back(run, state, exc)
+        return "steps"
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    run.schedule.step()
+    _scale_learning_rate(optimizer, run.schedule, state.lr_factor)
+    state.failures, state.step, state.loss, state.window = 0, step + 1, loss.item(), window
+    run.bar.update(1)
+    if state.step % config.val_every == 0 or state.step == config.steps:
+        return _validation(run, state)
+    return "steps"
+
+
+def _roll_back(run: Run, state: TrainerState, cause: SolverError) -> None:
+    """After a solver failure or a non-finite loss: back to the last validated model and optimiser, at half the
+    learning rate; ``max_failures`` failures in a row stop training with a PhysodeError."""
+    state.failures += 1
+    if state.failures > run.config.max_failures:
+        run.bar.close()
+        _log(run, state, {"step": state.step, "event": "stopped", "cause": str(cause)})
+        raise PhysodeError(
+            f"training stopped at step {state.step} after {state.failures} failures in a row; the last: {cause}. "
+            "Lower the learning rate (lr), the window, or the solver tolerances"
+        ) from None
+    run.model.load_state_dict(state.good_model)
+    run.optimizer.load_state_dict(state.good_optimizer)
+    state.lr_factor *= 0.5  # kept for the rest of the run: each failure halves it once more
+    _scale_learning_rate(run.optimizer, run.schedule, state.lr_factor)
+    _log(run, state, {"step": state.step, "event": "rollback", "cause": str(cause),
+                      "lr": run.optimizer.param_groups[0]["lr"]})
+
+
+def _validation(run: Run, state: TrainerState) -> str:
+    """Validate the current weights after step ``state.step``: log it, keep them as the good state to roll back to
+    and, when best, as the best; count patience.
+
+    Returns ``"early_stopping"`` when patience has run out, else ``"steps"``.
+    """
+    model, optimizer, config = run.model, run.optimizer, run.config
+    state.good_model, state.good_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    nfe = (getattr(model, "nfe_forward", 0), getattr(model, "nfe_backward", 0))  # of the last training step
+    val_error = run.validation_error()
+    record = {"step": state.step, "loss": state.loss, "val_error": val_error, "window": state.window,
+              "lr": optimizer.param_groups[0]["lr"], "nfe_forward": nfe[0], "nfe_backward": nfe[1],
+              "seconds": round(run.elapsed(), 3)}
+    _log(run, state, record)
+    run.bar.set_postfix(loss=f"{record['loss']:.2e}", val=f"{val_error:.3g}", nfe=record["nfe_forward"])
+    if val_error < state.best:
+        state.best, state.best_weights, state.since_best = val_error, copy.deepcopy(model.state_dict()), 0
+    elif state.step > config.curriculum * config.steps:
+        state.since_best += 1
+        if state.since_best >= config.patience:
+            return "early_stopping"
+    return "steps"
+
+
+def _lbfgs_polish(run: Run, state: TrainerState) -> None:
+    """``lbfgs_steps`` L-BFGS iterations from the best weights on one fixed batch of full windows; the result
+    becomes the best if it validates better (a solver failure in the polish leaves the weights as they were)."""
+    model, config = run.model, run.config
+    model.load_state_dict(state.best_weights)
+    x, t, u, mask, scale = run.windows.sample(4 * config.batch_size, config.window)
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=config.lbfgs_steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = run.loss(x, t, u, mask, scale)
+        loss.backward()
+        return run.world.mean(loss)  # the line search decides alike on every rank
+
+    before = copy.deepcopy(model.state_dict())
+    try:
+        with run.solver:
+            optimizer.step(closure)
+    except SolverError:
+        model.load_state_dict(before)
+    val_error = run.validation_error()
+    if val_error < state.best:
+        state.best, state.best_weights = val_error, copy.deepcopy(model.state_dict())
+
+
+def _scale_learning_rate(optimizer, schedule, factor: float) -> None:
+    """Set the learning rate to the schedule's own (cosine decay) times ``factor`` (halved by each rollback)."""
+    for group, scheduled in zip(optimizer.param_groups, schedule.get_last_lr(), strict=True):
+        group["lr"] = scheduled * factor
+
+
+def _log(run: Run, state: TrainerState, record: dict) -> None:
+    """Keep ``record`` in the run's history and append it to ``metrics.jsonl``: a validation, or an event
+    (``"event": "rollback"`` after a solver failure or non-finite loss, ``"stopped"`` when giving up)."""
+    state.history.append(record)
+    if run.writer is not None:
+        append_metrics(run.writer / "metrics.jsonl", record)
+
+
+class _SigintFlag:
+    """Within the block, SIGINT (Ctrl-C) sets ``raised`` instead of interrupting (main thread only)."""
+
+    def __enter__(self):
+        self.raised, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
