@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"steps between checkpoints (default {TrainConfig.checkpoint_every})")
     train.add_argument("--val-every", type=int, default=TrainConfig.val_every,
                        help=f"steps between validations and metrics lines (default {TrainConfig.val_every})")
+    train.add_argument("--no-warm-start", action="store_true",
+                       help="no derivative-matching warm start: trajectory matching from the initial weights")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
     train.add_argument("--overwrite", action="store_true", help="replace a run that OUT already holds")
     _device_option(train)
@@ -208,7 +210,8 @@ def _train(args) -> int | None:
     """Under torchrun (``torchrun --nproc_per_node=N -m physode train ...``) this trains data parallel."""
     dataset = TrajectoryDataset.load(args.data)
     config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed, batch_size=args.batch_size,
-                         checkpoint_every=args.checkpoint_every, val_every=args.val_every)
+                         checkpoint_every=args.checkpoint_every, val_every=args.val_every,
+                         warm_start=not args.no_warm_start)
     torch.manual_seed(config.seed)
     model = build_model(args.model, dataset)
     with process_group(args.device):
@@ -220,7 +223,7 @@ def _train(args) -> int | None:
         print(f"physode: interrupted at step {result.steps}; {args.out}/checkpoint.pt holds the state: continue with "
               f"`physode train --data {args.data} --model {args.model} --out {args.out} --steps {args.steps} "
               f"--seed {args.seed} --batch-size {args.batch_size} --checkpoint-every {args.checkpoint_every} "
-              f"--val-every {args.val_every} "
+              f"--val-every {args.val_every} " + ("--no-warm-start " if args.no_warm_start else "")
               + (f"--time-limit {args.time_limit} " if args.time_limit is not None else "")
               + f"--device {args.device} {'--quiet ' if args.quiet else ''}--resume`",
               file=sys.stderr)

@@ -34,10 +34,10 @@ def field_samples(model, dataset, method: str = "auto") -> DerivativeSamples:
 
 
 def fit_field(model, samples: DerivativeSamples, *, steps: int = 2000, batch_size: int = 1024, lr: float = 3e-3,
-              seed: int = 0, time_limit: float | None = None, on_step=None) -> list[float]:
+              seed: int = 0, time_limit: float | None = None, stop=None) -> list[float]:
     """Fit ``model.vector_field`` to ``samples`` by Adam with cosine decay over ``steps`` minibatches of ``batch_size``
-    samples (drawn with ``seed``), stopping early after ``time_limit`` seconds. ``on_step(step, loss)``, when given,
-    is called after each step. Returns the losses (normalised mean squared errors), one per step taken."""
+    samples (drawn with ``seed``), stopping early after ``time_limit`` seconds or when ``stop()`` (if given) turns
+    true. Returns the losses (normalised mean squared errors), one per step taken."""
     steps = positive_int(steps, "steps")
     batch_size = positive_int(batch_size, "batch_size")
     lr = positive_float(lr, "lr")
@@ -54,7 +54,7 @@ def fit_field(model, samples: DerivativeSamples, *, steps: int = 2000, batch_siz
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     losses, start = [], time.perf_counter()
     for step in range(steps):
-        if time_limit is not None and time.perf_counter() - start > time_limit:
+        if (time_limit is not None and time.perf_counter() - start > time_limit) or (stop is not None and stop()):
             break
         rows = torch.randint(len(t), (min(batch_size, len(t)),), generator=generator).to(device)
         field = model.vector_field(t[rows], x[rows], None if u is None else u[rows])
@@ -67,6 +67,4 @@ def fit_field(model, samples: DerivativeSamples, *, steps: int = 2000, batch_siz
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-        if on_step is not None:
-            on_step(step, losses[-1])
     return losses

@@ -109,6 +109,8 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
                            "method='spline' for irregular grids or trajectories of different lengths")
     if method == "stencil" or (method == "auto" and regular and noise_free):
         count = int(lengths.min())
+        if method == "auto":  # short training trajectories take the widest stencil they hold (3 points at least)
+            points = max(min(points, count), 3)
         dt = float(times[0, 1] - times[0, 0])
         dxdt = stencil_derivatives(x[:, :count], dt, points)
         keep = mask[:, :count] & _stencils_agree(dxdt, stencil_derivatives(x[:, :count], dt, max(points - 2, 3)))

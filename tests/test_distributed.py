@@ -31,7 +31,7 @@ def _command(data_file, out, processes: int, *extra):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     return [*(launcher if processes > 1 else [sys.executable]), "-m", "physode", "train", "--data", str(data_file),
             "--out", str(out), "--steps", str(STEPS), "--checkpoint-every", str(EVERY), "--val-every", str(VAL),
-            "--seed", "3", "--device", "cpu", "--quiet", *extra]
+            "--seed", "3", "--device", "cpu", "--quiet", "--no-warm-start", *extra]
 
 
 def _train(data_file, out, processes: int, *extra) -> str:

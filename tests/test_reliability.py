@@ -29,7 +29,7 @@ def data_file(tmp_path_factory):
 
 def _command(data_file, out, *extra):
     return [sys.executable, "-m", "physode", "train", "--data", str(data_file), "--model", "node", "--out", str(out),
-            "--steps", str(STEPS), "--checkpoint-every", str(EVERY), "--val-every", "20", "--seed", "3", "--quiet",
+            "--steps", str(STEPS), "--checkpoint-every", str(EVERY), "--val-every", "20", "--seed", "3", "--quiet", "--no-warm-start",
             *extra]
 
 
@@ -102,7 +102,7 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_resumes_to_the_same_weights(d
 def test_resuming_with_other_settings_is_refused(data_file, reference, tmp_path, capsys):
     from physode.cli import main
 
-    assert main(["train", "--data", str(data_file), "--model", "node", "--out", str(reference), "--steps", str(STEPS),
+    assert main(["train", "--data", str(data_file), "--model", "node", "--out", str(reference), "--no-warm-start", "--steps", str(STEPS),
                  "--seed", "4", "--checkpoint-every", str(EVERY), "--val-every", "10", "--resume", "--quiet"]) == 2
     assert "other settings (seed, val_every)" in capsys.readouterr().err
 

@@ -27,7 +27,7 @@ def small_pendulum():
 def test_a_neural_ode_recovers_a_linear_systems_matrix(spring_data):
     torch.manual_seed(0)
     model = physode.NeuralODE(2, hidden=32, dtype="float64", rtol=1e-6, atol=1e-8)
-    result = fit(model, spring_data, TrainConfig(steps=250, batch_size=32, window=8, window_start=2, val_every=50, lr=1e-2))
+    result = fit(model, spring_data, TrainConfig(warm_start=False, steps=250, batch_size=32, window=8, window_start=2, val_every=50, lr=1e-2))
     assert result.steps == 250 and result.stopped == "steps" and result.best_val_error < 0.05
     x = spring_data.x_clean.reshape(-1, 2)
     with torch.no_grad():
@@ -39,7 +39,7 @@ def test_a_neural_ode_recovers_a_linear_systems_matrix(spring_data):
 
 
 def test_training_writes_metrics_and_checkpoints_and_the_same_seed_repeats(small_pendulum, tmp_path):
-    config = TrainConfig(steps=20, batch_size=8, window=4, val_every=5, checkpoint_every=10)
+    config = TrainConfig(warm_start=False, steps=20, batch_size=8, window=4, val_every=5, checkpoint_every=10)
     runs = []
     for name in ("a", "b"):
         torch.manual_seed(3)
@@ -58,21 +58,21 @@ def test_training_writes_metrics_and_checkpoints_and_the_same_seed_repeats(small
 def test_resume_continues_from_the_checkpoint(small_pendulum, tmp_path):
     torch.manual_seed(4)
     model = build_model("node", small_pendulum, hidden=16)
-    fit(model, small_pendulum, TrainConfig(steps=10, batch_size=8, window=4, val_every=5), out_dir=tmp_path)
+    fit(model, small_pendulum, TrainConfig(warm_start=False, steps=10, batch_size=8, window=4, val_every=5), out_dir=tmp_path)
     torch.manual_seed(4)
     again = build_model("node", small_pendulum, hidden=16)
-    result = fit(again, small_pendulum, TrainConfig(steps=20, batch_size=8, window=4, val_every=5), out_dir=tmp_path,
+    result = fit(again, small_pendulum, TrainConfig(warm_start=False, steps=20, batch_size=8, window=4, val_every=5), out_dir=tmp_path,
                  resume=True)
     assert result.steps == 20 and [h["step"] for h in result.history] == [5, 10, 15, 20]
     with pytest.raises(PhysodeError, match="another model"):
-        fit(build_model("anode", small_pendulum), small_pendulum, TrainConfig(steps=30), out_dir=tmp_path, resume=True)
+        fit(build_model("anode", small_pendulum), small_pendulum, TrainConfig(warm_start=False, steps=30), out_dir=tmp_path, resume=True)
 
 
 @pytest.mark.parametrize("name", ["anode", "resnet", "hnn"])
 def test_every_model_trains_briefly(name, small_pendulum):
     torch.manual_seed(5)
     model = build_model(name, small_pendulum, hidden=16)
-    result = fit(model, small_pendulum, TrainConfig(steps=15, batch_size=8, window=4, val_every=5, lbfgs_steps=3))
+    result = fit(model, small_pendulum, TrainConfig(warm_start=False, steps=15, batch_size=8, window=4, val_every=5, lbfgs_steps=3))
     assert result.steps == 15 and 0 < result.best_val_error < 1.0
 
 
@@ -88,7 +88,7 @@ def test_solver_failures_roll_back_and_then_stop_with_a_clear_message(small_pend
         return real_flow(t, z, u)
 
     model.flow = flaky
-    result = fit(model, small_pendulum, TrainConfig(steps=6, batch_size=4, window=3, val_every=3, lr=1e-3),
+    result = fit(model, small_pendulum, TrainConfig(warm_start=False, steps=6, batch_size=4, window=3, val_every=3, lr=1e-3),
                  out_dir=tmp_path / "flaky")
     assert result.steps == 6  # one failure: rolled back, learning rate halved, went on
     events = [r for r in read_metrics(tmp_path / "flaky" / "metrics.jsonl") if "event" in r]
@@ -100,7 +100,7 @@ def test_solver_failures_roll_back_and_then_stop_with_a_clear_message(small_pend
 
     model.flow = broken
     with pytest.raises(PhysodeError, match=r"stopped at step 0 after 6 failures.*step size underflow"):
-        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path / "broken")
+        fit(model, small_pendulum, TrainConfig(warm_start=False, steps=5, batch_size=4, window=3), out_dir=tmp_path / "broken")
     events = read_metrics(tmp_path / "broken" / "metrics.jsonl")
     assert [e["event"] for e in events] == ["rollback"] * 5 + ["stopped"] and "underflow" in events[-1]["cause"]
 
@@ -109,7 +109,7 @@ def test_early_stopping_and_irregular_grids():
     data = TrajectoryDataset.generate(physode.Pendulum(), 16, t_end=2.0, dt=0.1, irregular=True, noise_std=0.02, seed=6)
     torch.manual_seed(6)
     result = fit(build_model("node", data, hidden=8), data,
-                 TrainConfig(steps=2000, batch_size=8, window=4, val_every=2, patience=2, curriculum=0.0, lr=0.05))
+                 TrainConfig(warm_start=False, steps=2000, batch_size=8, window=4, val_every=2, patience=2, curriculum=0.0, lr=0.05))
     assert result.stopped == "early_stopping" and result.steps < 2000
     best = min(h["val_error"] for h in result.history)
     assert result.best_val_error == best and result.history[-1]["val_error"] >= best
@@ -149,7 +149,7 @@ def test_without_a_val_split_training_says_it_validates_on_the_train_split(tmp_p
     tiny = TrajectoryDataset.generate(physode.Pendulum(), 4, t_end=1.0, dt=0.1, seed=5)  # 4/0/0 by the default fractions
     assert [len(tiny.part(name)) for name in ("train",)] == [4] and int((tiny.split == 1).sum()) == 0
     with pytest.warns(physode.PhysodeWarning, match=r"no val trajectories \(train/val/test: 4/0/0\).*the train traj"):
-        result = fit(build_model("node", tiny, hidden=8), tiny, TrainConfig(steps=2, batch_size=4, window=3, val_every=1))
+        result = fit(build_model("node", tiny, hidden=8), tiny, TrainConfig(warm_start=False, steps=2, batch_size=4, window=3, val_every=1))
     assert result.steps == 2 and result.best_val_error > 0
     data = tiny.save(tmp_path / "tiny.npz")
     assert main(["train", "--data", str(data), "--model", "node", "--out", str(tmp_path / "run"), "--steps", "2", "--quiet"]) == 0
@@ -172,7 +172,7 @@ def test_each_failure_halves_the_learning_rate_for_the_rest_of_the_run(small_pen
 
     model.rollout = flaky
     lr = 1e-2
-    fit(model, small_pendulum, TrainConfig(steps=10, val_every=1, batch_size=4, window=4, lr=lr), out_dir=tmp_path)
+    fit(model, small_pendulum, TrainConfig(warm_start=False, steps=10, val_every=1, batch_size=4, window=4, lr=lr), out_dir=tmp_path)
     records = read_metrics(tmp_path / "metrics.jsonl")
     cosine = [lr * 0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(11)]
     assert [r["lr"] for r in records if "event" in r] == pytest.approx([cosine[5] / 2, cosine[5] / 4, cosine[5] / 8])
@@ -187,7 +187,7 @@ def test_a_time_limit_keeps_the_steps_it_made(small_pendulum, tmp_path):
     torch.manual_seed(6)
     model = build_model("node", small_pendulum, hidden=8)
     untrained = copy.deepcopy(model.state_dict())
-    result = fit(model, small_pendulum, TrainConfig(steps=10_000, val_every=5_000, batch_size=4, window=3, time_limit=0.5),
+    result = fit(model, small_pendulum, TrainConfig(warm_start=False, steps=10_000, val_every=5_000, batch_size=4, window=3, time_limit=0.5),
                  out_dir=tmp_path)
     assert result.stopped == "time_limit" and 0 < result.steps < 5_000 and math.isfinite(result.best_val_error)
     assert result.history[-1]["step"] == result.steps
@@ -196,7 +196,7 @@ def test_a_time_limit_keeps_the_steps_it_made(small_pendulum, tmp_path):
 
 
 def test_resuming_an_early_stopped_run_does_not_train_on(small_pendulum, tmp_path):
-    config = TrainConfig(steps=400, val_every=2, patience=2, curriculum=0.0, batch_size=4, window=3, lr=0.05)
+    config = TrainConfig(warm_start=False, steps=400, val_every=2, patience=2, curriculum=0.0, batch_size=4, window=3, lr=0.05)
     torch.manual_seed(7)
     first = fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config, out_dir=tmp_path)
     assert first.stopped == "early_stopping" and first.steps < 400
@@ -222,7 +222,7 @@ def test_normalisation_comes_from_the_training_horizon(tmp_path):
     """States after t_train are the extrapolation the model is judged on: they must not set its units."""
     data = TrajectoryDataset.generate(physode.Pendulum(damping=0.5), 12, t_end=4.0, dt=0.1, seed=8, t_train=1.0)
     model = build_model("node", data, hidden=8)
-    fit(model, data, TrainConfig(steps=1, batch_size=4, window=3))
+    fit(model, data, TrainConfig(warm_start=False, steps=1, batch_size=4, window=3))
     seen = data.train.x[data.train.train_time_mask]
     torch.testing.assert_close(model.x_scale.double(), seen.std(0), rtol=1e-6, atol=0)
     torch.testing.assert_close(model.x_mean.double(), seen.mean(0), rtol=1e-6, atol=1e-7)
@@ -231,12 +231,12 @@ def test_normalisation_comes_from_the_training_horizon(tmp_path):
 def test_a_fresh_run_in_an_old_folder_is_refused_and_overwrite_leaves_nothing_of_the_old_run(small_pendulum, tmp_path):
     """A fresh run deleted a finished run's model.pt before training; with overwrite, the old model.pt must not
     outlive a new run that fails and pass for its result."""
-    fit(build_model("node", small_pendulum, hidden=8), small_pendulum, TrainConfig(steps=2, batch_size=4, window=3),
+    fit(build_model("node", small_pendulum, hidden=8), small_pendulum, TrainConfig(warm_start=False, steps=2, batch_size=4, window=3),
         out_dir=tmp_path)
     files = {name: (tmp_path / name).read_bytes() for name in ("model.pt", "checkpoint.pt", "metrics.jsonl")}
     model = build_model("node", small_pendulum, hidden=8)
     with pytest.raises(PhysodeError, match="already holds a run.*overwrite"):
-        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path)
+        fit(model, small_pendulum, TrainConfig(warm_start=False, steps=5, batch_size=4, window=3), out_dir=tmp_path)
     assert {name: (tmp_path / name).read_bytes() for name in files} == files  # nothing lost
 
     def broken(t, z, u):
@@ -244,27 +244,27 @@ def test_a_fresh_run_in_an_old_folder_is_refused_and_overwrite_leaves_nothing_of
 
     model.flow = broken
     with pytest.raises(PhysodeError, match="failures in a row"):
-        fit(model, small_pendulum, TrainConfig(steps=5, batch_size=4, window=3), out_dir=tmp_path, overwrite=True)
+        fit(model, small_pendulum, TrainConfig(warm_start=False, steps=5, batch_size=4, window=3), out_dir=tmp_path, overwrite=True)
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_resuming_or_reusing_a_run_on_other_data_is_refused(small_pendulum, tmp_path):
     """Only the system was compared: a resume on other data kept the old normalisation and best error."""
-    config = TrainConfig(steps=4, batch_size=4, window=3, checkpoint_every=2)
+    config = TrainConfig(warm_start=False, steps=4, batch_size=4, window=3, checkpoint_every=2)
     fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config, out_dir=tmp_path)
     other = TrajectoryDataset.generate(physode.Pendulum(), len(small_pendulum), small_pendulum.meta["t_end"],
                                        small_pendulum.meta["dt"], seed=99)
     assert other.fingerprint() != small_pendulum.fingerprint()
     assert small_pendulum.fingerprint() == small_pendulum.subset(list(range(len(small_pendulum)))).fingerprint()
     with pytest.raises(PhysodeError, match="other data"):
-        fit(build_model("node", other, hidden=8), other, TrainConfig(steps=6, batch_size=4, window=3,
+        fit(build_model("node", other, hidden=8), other, TrainConfig(warm_start=False, steps=6, batch_size=4, window=3,
                                                                        checkpoint_every=2), out_dir=tmp_path, resume=True)
     assert load_model(tmp_path / "model.pt").training_info["data"] == small_pendulum.fingerprint()
 
 
 @pytest.mark.parametrize("damage", ["no optimizer", "step as text", "generator garbage"])
 def test_a_damaged_trainer_state_is_refused_on_resume(damage, small_pendulum, tmp_path):
-    config = TrainConfig(steps=4, batch_size=4, window=3, checkpoint_every=2)
+    config = TrainConfig(warm_start=False, steps=4, batch_size=4, window=3, checkpoint_every=2)
     fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config, out_dir=tmp_path)
     payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     trainer = payload["trainer"]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 from ..checks import positive_float, positive_int, seed_value
-from ..errors import PhysodeError
+from ..derivatives import METHODS as DERIVATIVE_METHODS
+from ..errors import PhysodeError, unknown_name
 from ..integrate import check_solver
 from ..models import DynamicsModel
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Trainer settings; the defaults train the default pendulum model in about two minutes on 2 cores."""
+    """Trainer settings. Two phases: a warm start that fits the field to estimated state derivatives (derivative
+    matching, :mod:`physode.collocation`: seconds, no ODE solve), then trajectory matching on windows, which removes
+    the estimates' bias (noise, stencil error) and keeps the best validated weights of either phase."""
 
     steps: int = 3000  #: optimiser steps (AdamW)
     time_limit: float | None = None  #: stop after this many seconds of training
@@ -20,7 +23,8 @@ class TrainConfig:
     window: int = 20  #: final window length, in observation intervals
     window_start: int | None = None  #: first window length of the curriculum (default min(4, window))
     curriculum: float = 0.5  #: share of the steps over which the window grows
-    lr: float = 3e-3
+    lr: float = 3e-3  #: AdamW's learning rate (cosine decay) when trajectory matching starts from scratch
+    refine_lr: float = 3e-4  #: ... and after a warm start, whose weights need only refining
     weight_decay: float = 1e-5
     grad_clip: float = 1.0  #: max gradient norm
     lbfgs_steps: int = 0  #: L-BFGS iterations after AdamW (small models), on one fixed batch
@@ -30,7 +34,12 @@ class TrainConfig:
     patience: int = 10  #: validations without improvement, after the curriculum, before stopping
     checkpoint_every: int = 500  #: steps between checkpoints (with out_dir)
     max_failures: int = 5  #: solver failures / non-finite losses in a row before giving up
-    seed: int = 0  #: seed of the window sampling
+    seed: int = 0  #: seed of the window sampling (and of the warm start's minibatches)
+    warm_start: bool = True  #: first fit the field to estimated derivatives (no ODE solve), then match trajectories
+    warm_start_steps: int = 5000  #: Adam steps of the warm start (minibatches of derivative samples)
+    warm_start_share: float = 0.5  #: the most of time_limit the warm start may take
+    warm_start_lr: float = 1e-2  #: its learning rate (cosine decay)
+    derivatives: str = "auto"  #: how the derivatives are estimated: see physode.derivatives.METHODS
 
     def __post_init__(self):
         if self.window_start is None:
@@ -39,8 +48,16 @@ class TrainConfig:
                      "max_failures"):
             positive_int(getattr(self, name), name)
         positive_int(self.lbfgs_steps, "lbfgs_steps", minimum=0)
+        positive_int(self.warm_start_steps, "warm_start_steps")
+        positive_float(self.warm_start_lr, "warm_start_lr")
+        if not 0 < positive_float(self.warm_start_share, "warm_start_share") <= 1:
+            raise PhysodeError(f"warm_start_share must be a share in (0, 1], got {self.warm_start_share!r}")
+        if not isinstance(self.warm_start, bool):
+            raise PhysodeError(f"warm_start must be True or False, got {self.warm_start!r}")
+        if self.derivatives not in DERIVATIVE_METHODS:
+            raise unknown_name("derivatives", self.derivatives, DERIVATIVE_METHODS)
         seed_value(self.seed)
-        for name in ("lr", "grad_clip"):
+        for name in ("lr", "refine_lr", "grad_clip"):
             positive_float(getattr(self, name), name)
         positive_float(self.weight_decay, "weight_decay", allow_zero=True)
         if positive_float(self.curriculum, "curriculum", allow_zero=True) > 1:

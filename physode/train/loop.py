@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..checks import affordable
+from ..collocation import field_samples, fit_field
 from ..data import TrajectoryDataset
 from ..devices import resolve_device
 from ..distributed import World
@@ -63,6 +64,8 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     train = dataset.train
     affordable(8.0 * config.batch_size * (config.window + 1) * max(dataset.state_dim, 64),
                f"a training batch of batch_size={config.batch_size} windows", "pass a smaller batch_size")
+    # before the run folder: data too sparse for derivatives are refused with nothing written
+    samples = _warm_start_samples(model, dataset, config) if config.warm_start else None
     out = _run_folder(out_dir, resume, overwrite)
     data_id = None if out is None else dataset.fingerprint()  # recorded in the run's files only
 
@@ -71,7 +74,8 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     if not resume:
         model.set_normalization(seen.mean(0), seen.std(0).clamp_min(1e-6))
     windows = WindowSampler(train, model.torch_dtype, config.seed, device, world)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    lr = config.refine_lr if config.warm_start else config.lr
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
     )
@@ -80,7 +84,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
         if world.main:
             write_metrics(out / "metrics.jsonl", state.history)  # drop lines written after the checkpoint
     else:
-        state = TrainerState.fresh(model, optimizer)
+        state = TrainerState.fresh(model, optimizer, warm_start=config.warm_start)
         if out is not None and world.main:  # a fresh run in an old folder: nothing of the old run may pass for this one's
             for name in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
                 (out / name).unlink(missing_ok=True)
@@ -94,14 +98,16 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
               solver=TrainingSolver(model, dataset, config), optimizer=optimizer, schedule=schedule, loss=loss,
               val_x=val.x[shard].to(device), val_t=val.times[shard].to(device),
               val_mask=val.train_time_mask[shard].to(device), val_u=None if val.u is None else val.u[shard].to(device),
-              start_time=time.perf_counter() - state.seconds,
+              samples=samples, start_time=time.perf_counter() - state.seconds,
               bar=tqdm(total=config.steps, initial=state.step, desc="train", disable=not (progress and world.main)))
 
     model.train()
     # the training phases, in order: each returns how it stopped, and a later phase runs only after "steps"
     # (all done). Ctrl-C stops them between two steps; the finish (L-BFGS polish, model.pt) runs without the flag
     with _SigintFlag() as sigint:
-        stopped = _match_trajectories(run, state, sigint)
+        stopped = _warm_start(run, state, sigint) if state.phase == "warm_start" else "steps"
+        if stopped == "steps":
+            stopped = _match_trajectories(run, state, sigint)
     return _finish(run, state, stopped)
 
 
@@ -118,6 +124,42 @@ def _run_folder(out_dir, resume: bool, overwrite: bool) -> Path | None:
             raise PhysodeError(f"{out} already holds a run ({', '.join(held)}); continue it with resume (--resume), "
                                "replace it with overwrite (--overwrite), or choose another output folder")
     return out
+
+
+def _warm_start_samples(model, dataset, config):
+    """The derivative samples of the warm start; data too sparse for them say so, with the way round it."""
+    try:
+        return field_samples(model, dataset, config.derivatives)
+    except PhysodeError as exc:
+        raise PhysodeError(f"the warm start cannot estimate derivatives: {exc}; or train without it "
+                           "(TrainConfig(warm_start=False), physode train --no-warm-start)") from None
+
+
+def _warm_start(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
+    """The first phase: fit the field to the estimated derivatives (:func:`~physode.collocation.fit_field`), from the
+    initial weights (``state.good_model``, so that a run interrupted here and resumed repeats it exactly), then
+    validate: its weights are the best so far, the ones trajectory matching starts from and must beat.
+
+    Logs one metrics record ``{"phase": "warm_start", ...}``. Returns ``"steps"`` (done) or ``"interrupted"``.
+    """
+    config, model = run.config, run.model
+    model.load_state_dict(state.good_model)
+    budget = None if config.time_limit is None else config.warm_start_share * config.time_limit
+    losses = fit_field(model, run.samples, steps=config.warm_start_steps, lr=config.warm_start_lr, seed=config.seed,
+                       time_limit=budget, stop=lambda: sigint.raised)
+    if sigint.raised:
+        return "interrupted"
+    val_error = run.validation_error()
+    weights = copy.deepcopy(model.state_dict())
+    state.phase, state.best, state.best_weights, state.good_model = "trajectories", val_error, weights, weights
+    _log(run, state, {"phase": "warm_start", "step": 0, "loss": losses[-1], "val_error": val_error,
+                      "warm_start_steps": len(losses), "samples": len(run.samples.t), "derivatives": config.derivatives,
+                      "seconds": round(run.elapsed(), 3)})
+    run.bar.set_postfix(warm=f"{val_error:.3g}")
+    if run.writer is not None:  # a run killed later resumes after the warm start instead of repeating it
+        state.seconds = run.elapsed()
+        save_run(run, state)
+    return "steps"
 
 
 def _match_trajectories(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:

@@ -17,6 +17,11 @@ from .state import TrainerState
 from .windows import WindowSampler
 
 
+#: The settings that checkpoints written before them lack, as those runs had them (no warm start); the warm start's
+#: own settings then played no part.
+WITHOUT_LATER_SETTINGS = {"warm_start": False}
+
+
 def save_run(run: Run, state: TrainerState) -> None:
     """Write ``checkpoint.pt`` into the run folder (atomically: a kill leaves the previous one whole)."""
     save_checkpoint(
@@ -53,8 +58,12 @@ def resume_state(out: Path | None, dataset: TrajectoryDataset, data_id: str, con
             raise PhysodeError(f"{path} was written for another model ({payload['model']['class']}); "
                                "resume with the same model settings")
         saved = trainer.get("config")
-        if saved is not None and saved != config.resumable():
-            changed = sorted(k for k in saved if saved[k] != config.resumable().get(k))
+        current = config.resumable()
+        if saved is not None:  # a checkpoint from before a setting existed ran as that setting's absence says
+            saved = {**WITHOUT_LATER_SETTINGS, **saved}
+            current = {k: current.get(k) for k in saved}  # settings it does not know played no part in it
+        if saved is not None and saved != current:
+            changed = sorted(k for k in saved if saved[k] != current.get(k))
             raise PhysodeError(f"{path} was trained with other settings ({', '.join(changed)}); "
                                "resume with the same TrainConfig (only steps and time_limit may change)")
         model.load_state_dict(payload["model"]["state_dict"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..data import TrajectoryDataset
+from ..derivatives import DerivativeSamples
 from ..distributed import World
 from ..models import ContinuousModel, DynamicsModel
 from .config import TrainConfig
@@ -67,6 +68,7 @@ class Run:
     val_t: torch.Tensor
     val_mask: torch.Tensor
     val_u: torch.Tensor | None
+    samples: DerivativeSamples | None  #: what the warm start fits the field to (None without one)
     start_time: float  #: time.perf_counter() when training began (on resume: as if it had run without a break)
     bar: object  #: the tqdm progress bar of the optimiser steps
 

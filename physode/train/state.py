@@ -30,14 +30,17 @@ class TrainerState:
     stopped: str  #: "steps" while the run goes on, else how it ended (as :attr:`TrainResult.stopped`)
     loss: float  #: the loss of the last step (NaN before the first)
     window: int | None  #: the window length of the last step (None before the first)
+    phase: str = "trajectories"  #: "warm_start" until the warm start is done, then "trajectories"
 
     @classmethod
-    def fresh(cls, model, optimizer) -> TrainerState:
-        """The state before the first step of a new run of ``model`` with ``optimizer``."""
+    def fresh(cls, model, optimizer, warm_start: bool = False) -> TrainerState:
+        """The state before the first step of a new run of ``model`` with ``optimizer`` (``warm_start``: the run begins
+        with one; ``good_model`` then holds the initial weights it starts from, also when a resumed run repeats it)."""
         return cls(step=0, best=math.inf, since_best=0, seconds=0.0, history=[],
                    best_weights=copy.deepcopy(model.state_dict()), failures=0,
                    good_model=copy.deepcopy(model.state_dict()), good_optimizer=copy.deepcopy(optimizer.state_dict()),
-                   lr_factor=1.0, stopped="steps", loss=math.nan, window=None)
+                   lr_factor=1.0, stopped="steps", loss=math.nan, window=None,
+                   phase="warm_start" if warm_start else "trajectories")
 
     @property
     def validations(self) -> list:
@@ -60,9 +63,10 @@ class TrainerState:
                     failures=trainer.get("failures", 0), good_model=trainer.get("good_model", weights),
                     good_optimizer=trainer.get("good_optimizer", trainer["optimizer"]),
                     lr_factor=trainer.get("lr_factor", 1.0), stopped=trainer.get("stopped", "steps"),
-                    loss=trainer.get("loss", math.nan), window=trainer.get("window"))
+                    loss=trainer.get("loss", math.nan), window=trainer.get("window"),
+                    phase=trainer.get("phase", "trajectories"))
         kinds = {"step": int, "since_best": int, "failures": int, "best": float, "seconds": float, "lr_factor": float,
-                 "loss": float, "history": list}
+                 "loss": float, "history": list, "phase": str}
         values = {key: getattr(state, key) for key in kinds}
         wrong = [key for key, kind in kinds.items()
                  if isinstance(values[key], bool) or not isinstance(values[key], (int, float) if kind is float else kind)]

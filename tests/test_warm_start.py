@@ -1,0 +1,87 @@
+"""The derivative-matching warm start as the trainer's first phase: faster to a better field, recorded, resumable
+bit for bit, and refused on data too sparse for derivatives before anything is written."""
+
+import json
+import os
+import signal
+import threading
+
+import pytest
+import torch
+
+import physode
+from physode import PhysodeError, TrajectoryDataset
+from physode.checkpoint import load_checkpoint
+from physode.train import TrainConfig, build_model, fit
+
+
+@pytest.fixture(scope="module")
+def pendulum():
+    return TrajectoryDataset.generate(physode.Pendulum(), 48, 6.0, 0.1, seed=0)
+
+
+def _field_error(model, data):
+    states = data.test.x_clean.reshape(-1, data.state_dim)
+    with torch.no_grad():
+        truth = data.system.vector_field(0.0, states)
+        return float((model.vector_field(0.0, states) - truth).norm() / truth.norm())
+
+
+def test_the_warm_start_reaches_a_better_field_in_the_same_trajectory_steps_and_is_recorded(pendulum, tmp_path):
+    errors = {}
+    for warm in (False, True):
+        torch.manual_seed(0)
+        model = build_model("node", pendulum, hidden=32)
+        result = fit(model, pendulum, TrainConfig(steps=60, val_every=20, warm_start=warm, warm_start_steps=2000),
+                     out_dir=tmp_path / str(warm))
+        errors[warm] = _field_error(model, pendulum)
+    assert errors[True] < errors[False] / 10 and errors[True] < 5e-2  # 2,000 warm steps: seconds
+    records = [json.loads(line) for line in (tmp_path / "True" / "metrics.jsonl").read_text().splitlines()]
+    first = records[0]
+    assert first["phase"] == "warm_start" and first["warm_start_steps"] == 2000 and first["samples"] > 1000
+    assert result.best_val_error <= first["val_error"]  # trajectory matching keeps the warm start's weights or better
+    assert [r["step"] for r in records[1:]] == [20, 40, 60]
+
+
+def test_a_run_interrupted_in_its_warm_start_resumes_to_the_same_weights(pendulum, tmp_path):
+    config = TrainConfig(steps=20, val_every=10, checkpoint_every=10, warm_start_steps=4000)
+    torch.manual_seed(0)
+    reference = fit(build_model("node", pendulum, hidden=16), pendulum, config, out_dir=tmp_path / "reference")
+    torch.manual_seed(0)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C early in the warm start
+    timer.start()
+    stopped = fit(build_model("node", pendulum, hidden=16), pendulum, config, out_dir=tmp_path / "run")
+    timer.join()
+    assert stopped.stopped == "interrupted"
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["trainer"]["phase"] == "warm_start"
+    torch.manual_seed(1)  # the resumed run must not depend on the global generator
+    resumed = fit(build_model("node", pendulum, hidden=16), pendulum, config, out_dir=tmp_path / "run", resume=True)
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+    def records(folder):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+    assert records(tmp_path / "reference") == records(tmp_path / "run")
+
+
+def test_after_the_warm_start_a_checkpoint_holds_its_result(pendulum, tmp_path):
+    config = TrainConfig(steps=20, val_every=10, checkpoint_every=1000, warm_start_steps=500)
+    torch.manual_seed(0)
+    fit(build_model("node", pendulum, hidden=16), pendulum, config, out_dir=tmp_path)
+    trainer = load_checkpoint(tmp_path / "checkpoint.pt")["trainer"]
+    assert trainer["phase"] == "trajectories" and trainer["history"][0]["phase"] == "warm_start"
+
+
+def test_data_too_sparse_for_derivatives_is_refused_before_anything_is_written(tmp_path):
+    sparse = TrajectoryDataset.generate(physode.Pendulum(), 8, 0.2, 0.1, seed=0)  # 2 observations up to t_train
+    model = build_model("node", sparse, hidden=8)
+    with pytest.raises(PhysodeError, match=r"warm start cannot estimate derivatives.*--no-warm-start") as caught:
+        fit(model, sparse, TrainConfig(steps=2, derivatives="stencil"), out_dir=tmp_path / "run")
+    assert "\n" not in str(caught.value) and not (tmp_path / "run").exists()
+    fit(model, sparse, TrainConfig(steps=2, warm_start=False, batch_size=4, window=1))  # the way round it works
+    with pytest.raises(PhysodeError, match="derivatives"):
+        TrainConfig(derivatives="fourier")
+    with pytest.raises(PhysodeError, match="warm_start_share"):
+        TrainConfig(warm_start_share=1.5)
