@@ -20,7 +20,7 @@ from physode.job import run_compare
 FIGURES = {
     "pendulum": ("vector_field_node", "phase_portraits", "error_vs_horizon"),
     "spring_mass": ("vector_field_node", "phase_portraits", "error_vs_horizon"),
-    "nbody": ("orbits_node", "orbits_hnn", "error_vs_horizon"),
+    "nbody": ("orbits_node", "orbits_hnn", "orbits_interaction", "error_vs_horizon"),
     "double_pendulum": ("phase_portraits", "error_vs_horizon"),
     "cart_pole": ("phase_portraits", "error_vs_horizon"),
     "van_der_pol": ("vector_field_node", "phase_portraits", "error_vs_horizon"),

@@ -105,6 +105,9 @@ class Report:
                      "" if energy is None else _cell(energy[str(horizons[-1])]),
                      "" if r["nfe"] is None else str(r["nfe"]), f"{r['rollout_seconds']:.3f}"]
             lines.append("| " + " | ".join(cells) + " |")
+        for name, r in self.rows.items():
+            if r.get("equations"):
+                lines += ["", f"Equations learned by {name}:", "", *(f"    {line}" for line in r["equations"])]
         return "\n".join(lines)
 
     def save(self, out_dir) -> Path:
@@ -228,6 +231,8 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         }
         if exponent:
             rows[name]["valid_lyapunov_times"] = rows[name]["valid_time"] * exponent
+        if hasattr(model, "equations"):  # a sparse-regression model: its fitted equations are part of its score
+            rows[name]["equations"] = model.equations(dataset.state_names)
     meta = {"system": dataset.system_spec, "source": dataset.name, "t_train": dataset.t_train, "horizons": list(horizons),
             "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference, "k_steps": k_steps,
             "lyapunov_exponent": exponent}

@@ -16,6 +16,7 @@ command continues where the job stopped; ``physode plot RUN_DIR`` redraws from t
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -32,14 +33,17 @@ from .evaluate import compare, evaluation_horizons
 from .models import MODELS
 from .systems import BUILTIN_SYSTEMS, System, resolve_system
 from .systems.base import defines_energy
-from .train import TrainConfig, build_model, fit, model_misfit
+from .train import TrainConfig, build_model, fit, model_misfit, particles_of
 
 #: Dataset and training size per preset: "smoke" checks the plumbing in seconds (tests), "quick" runs in a
 #: few minutes on 2 CPU cores, "full" makes the README's figures.
 PRESETS = {
-    "smoke": {"n_trajectories": 16, "t_end": 2.0, "dt": 0.1, "steps": 10, "time_limit": 10.0, "hidden": 8},
-    "quick": {"n_trajectories": 64, "t_end": 10.0, "dt": 0.1, "steps": 1000, "time_limit": 45.0, "hidden": 32},
-    "full": {"n_trajectories": 256, "t_end": 10.0, "dt": 0.1, "steps": 3000, "time_limit": 120.0, "hidden": 64},
+    "smoke": {"n_trajectories": 16, "t_end": 2.0, "dt": 0.1, "steps": 10, "time_limit": 10.0, "hidden": 8,
+              "warm_start_steps": 50},
+    "quick": {"n_trajectories": 64, "t_end": 10.0, "dt": 0.1, "steps": 300, "time_limit": 15.0, "hidden": 32,
+              "warm_start_steps": 3000},
+    "full": {"n_trajectories": 256, "t_end": 10.0, "dt": 0.1, "steps": 3000, "time_limit": 120.0, "hidden": 64,
+             "warm_start_steps": 5000},
 }
 #: Per built-in system, the parameters of the default comparison (n-body: three bodies in the plane; Duffing: the
 #: forced, chaotic double well of Guckenheimer & Holmes), and grid settings that replace the preset's where the
@@ -95,13 +99,16 @@ def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=No
         given = TrajectoryDataset.load(data)
         system, settings = None, dict(PRESETS[preset])
         label, dims, time_dependent = given.name, given.state_dim, given.time_dependent
+        controls, particles = (0 if given.u is None else given.u.shape[2]), particles_of(given)
     else:
         system, grid = comparison_system(system_name)
         settings = {**PRESETS[preset], **grid}
         label, dims, time_dependent = system.name, system.state_dim, system.time_dependent
+        controls = 0  # the comparison simulates without controls
+        particles = (system.params.n_bodies, system.params.dim) if system.name == "nbody" else None
     stamp = time.strftime('%Y%m%d-%H%M%S')
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"{_folder_name(label)}-{stamp}"
-    misfits = {name: model_misfit(name, dims, time_dependent, label) for name in MODELS}
+    misfits = {name: model_misfit(name, dims, time_dependent, label, controls, particles) for name in MODELS}
     if models is None:
         models = tuple(name for name in MODELS if misfits[name] is None)
         for name in MODELS:
@@ -150,8 +157,10 @@ def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=No
             log(f"reusing {model_path}")
             continue
         torch.manual_seed(seed)
-        model = build_model(name, dataset, hidden=settings["hidden"])
-        config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed)
+        sized = {"hidden": settings["hidden"]} if "hidden" in inspect.signature(MODELS[name]).parameters else {}
+        model = build_model(name, dataset, **sized)
+        config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed,
+                             warm_start_steps=settings["warm_start_steps"])
         resume = (out / name / "checkpoint.pt").exists()  # a training stopped by Ctrl-C or a crash continues
         result = fit(model, dataset, config, out_dir=out / name, progress=progress, resume=resume, device=device)
         if result.stopped == "interrupted":

@@ -182,15 +182,19 @@ def training_figure(metrics, path=None):
             raise FileFormatError(f"cannot read metrics file {str(metrics)!r} ({exc.strerror}); pass the "
                                   "metrics.jsonl that training wrote in its output folder, or a list of its records") from None
     metrics = [m for m in metrics if "event" not in m]  # rollbacks are recorded too
-    if not metrics:
+    if not [m for m in metrics if m.get("phase") != "warm_start"]:
         raise PhysodeError("no metrics to plot; train first (metrics.jsonl is empty)")
+    warm = [m for m in metrics if m.get("phase") == "warm_start"]  # the warm start: one record, drawn at step 0
+    metrics = [m for m in metrics if m.get("phase") != "warm_start"]
     steps = [m["step"] for m in metrics]
     marker = "o" if len(steps) < 2 else None  # a line through one point draws nothing
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(steps, [m["loss"] for m in metrics], marker=marker, label="training loss")
     left.plot(steps, [m["val_error"] for m in metrics], marker=marker, label="validation error")
+    for m in warm:
+        left.plot([0], [m["val_error"]], marker="*", ms=12, ls="none", label="after the warm start")
     _log_y(left)
-    left.set(xlabel="step", title="Loss")
+    left.set(xlabel="step (trajectory matching)", title="Loss")
     left.legend()
     right.plot(steps, [m["nfe_forward"] for m in metrics], marker=marker, label="forward NFE")
     right.plot(steps, [m["nfe_backward"] for m in metrics], marker=marker, label="backward NFE")

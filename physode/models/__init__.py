@@ -1,17 +1,21 @@
 """Learned dynamics models; each answers ``rollout(x0, t, u=None)`` and ``vector_field(t, x, u=None)``.
 
-``MODELS`` maps the short names used by the CLI (``node``, ``anode``, ``resnet``, ``hnn``) to classes.
+``MODELS`` maps the short names used by the CLI (``node``, ``anode``, ``resnet``, ``hnn``, ``interaction``, ``sindy``)
+to classes.
 """
 
 from .augmented import AugmentedNeuralODE
 from .base import ContinuousModel, DynamicsModel
 from .hamiltonian import HamiltonianODE
+from .interaction import InteractionODE
 from .neural_ode import NeuralODE
 from .odeblock import ODEBlock
 from .resnet_step import ResNetStep
+from .sindy import SINDy
 from .vector_field import ACTIVATIONS, MLP, SigmoidForm
 
-MODELS = {"node": NeuralODE, "anode": AugmentedNeuralODE, "resnet": ResNetStep, "hnn": HamiltonianODE}
+MODELS = {"node": NeuralODE, "anode": AugmentedNeuralODE, "resnet": ResNetStep, "hnn": HamiltonianODE,
+          "interaction": InteractionODE, "sindy": SINDy}
 
 __all__ = [
     "ACTIVATIONS",
@@ -21,8 +25,10 @@ __all__ = [
     "ContinuousModel",
     "DynamicsModel",
     "HamiltonianODE",
+    "InteractionODE",
     "NeuralODE",
     "ODEBlock",
     "ResNetStep",
+    "SINDy",
     "SigmoidForm",
 ]

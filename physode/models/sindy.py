@@ -22,6 +22,13 @@ from .base import ContinuousModel
 INSTALL = 'the sindy model needs pysindy, an optional extra: pip install "physode[sindy]"'
 
 
+def has_pysindy() -> bool:
+    """Whether the optional extra is installed (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pysindy") is not None
+
+
 def require_pysindy():
     """The pysindy module, or a PhysodeError that says how to install it."""
     try:
@@ -56,6 +63,11 @@ class SINDy(ContinuousModel):
         self._monomials = [combo for d in range(1, self.degree + 1)
                            for combo in itertools.combinations_with_replacement(range(inputs), d)]
         self.register_buffer("coefficients", torch.zeros(self.n_features, state_dim, dtype=self.torch_dtype))
+
+    @property
+    def num_parameters(self) -> int:
+        """The nonzero coefficients: what the sparse fit kept (its "parameters" in a comparison table)."""
+        return int((self.coefficients != 0).sum())
 
     @property
     def n_features(self) -> int:

@@ -32,7 +32,7 @@ error), :mod:`~physode.train.state` (the typed trainer state), :mod:`~physode.tr
 """
 
 from .config import TrainConfig, TrainResult
-from .factory import build_model, model_misfit
+from .factory import build_model, model_misfit, particles_of
 from .loop import fit
 from .metrics import read_metrics, write_metrics
 from .windows import WindowLoss, WindowSampler, relative_errors
@@ -41,4 +41,4 @@ from .windows import WindowLoss, WindowSampler, relative_errors
 _Windows, _WindowLoss = WindowSampler, WindowLoss
 
 __all__ = ["TrainConfig", "TrainResult", "WindowLoss", "WindowSampler", "build_model", "fit", "model_misfit",
-           "read_metrics", "relative_errors", "write_metrics"]
+           "particles_of", "read_metrics", "relative_errors", "write_metrics"]

@@ -12,32 +12,59 @@ from ..models import DynamicsModel
 
 
 def build_model(name: str, dataset: TrajectoryDataset, **options) -> DynamicsModel:
-    """The model called ``name`` (``node``, ``anode``, ``resnet``, ``hnn``) sized for ``dataset``.
+    """The model called ``name`` (``node``, ``anode``, ``resnet``, ``hnn``, ``interaction``, ``sindy``) sized for
+    ``dataset``.
 
     ``ResNetStep`` takes the dataset's step (``meta["dt"]``, else the median spacing of its times). On data of a
     time-dependent system (:attr:`TrajectoryDataset.time_dependent`) the models that take time as an input are
-    built with ``time_dependent=True``; the others are refused (:func:`model_misfit`).
+    built with ``time_dependent=True``; the others are refused (:func:`model_misfit`). The interaction model takes
+    its bodies from an n-body dataset's system, or from ``n_bodies`` and ``dim`` in ``options`` for other particle
+    data (states ``[q_1..q_n, v_1..v_n]``). Options a model does not take (e.g. ``hidden`` for sindy) are refused.
     """
-    from ..models import MODELS, ResNetStep
+    from ..models import MODELS, InteractionODE, ResNetStep
 
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
     cls = MODELS[name]
-    problem = model_misfit(name, dataset.state_dim, dataset.time_dependent, dataset.name)
+    controls = 0 if dataset.u is None else dataset.u.shape[2]
+    particles = particles_of(dataset, options)
+    problem = model_misfit(name, dataset.state_dim, dataset.time_dependent, dataset.name, controls, particles)
     if problem:
         raise PhysodeError(problem)
     if dataset.time_dependent and "time_dependent" not in options:
         options = {**options, "time_dependent": True}
-    sizes = {"state_dim": dataset.state_dim, "control_dim": 0 if dataset.u is None else dataset.u.shape[2]}
+    taken = inspect.signature(cls).parameters
+    for key in options:
+        if key not in taken:
+            raise unknown_name(f"option of model {name!r}", key, [k for k in taken if k not in ("state_dim", "control_dim")])
+    if cls is InteractionODE:
+        return cls(**{"n_bodies": particles[0], "dim": particles[1], **options})
+    sizes = {"state_dim": dataset.state_dim, "control_dim": controls}
     if cls is ResNetStep:
         sizes["dt"] = float(dataset.meta.get("dt") or dataset.times.diff(dim=1).median())
     return cls(**sizes, **options)
 
 
-def model_misfit(name: str, state_dim: int, time_dependent: bool, system_name: str) -> str | None:
-    """Why model ``name`` cannot represent the dynamics of ``system_name`` (``state_dim`` states, a field that depends
-    on time itself or not): a one-line message with the fix, or None when it can."""
+def particles_of(dataset: TrajectoryDataset, options: dict | None = None) -> tuple[int, int] | None:
+    """``(n_bodies, dim)`` of particle data: from ``options`` when given there, else from an n-body dataset's system;
+    None for data that are not known to be particles."""
+    options = options or {}
+    if "n_bodies" in options or "dim" in options:
+        return options.get("n_bodies"), options.get("dim", 2)
+    spec = dataset.system_spec
+    if spec is not None and spec.get("name") == "nbody":
+        params = spec.get("params", {})
+        return params.get("n_bodies", 3), params.get("dim", 2)
+    return None
+
+
+def model_misfit(name: str, state_dim: int, time_dependent: bool, system_name: str, controls: int = 0,
+                 particles: tuple[int, int] | None = None) -> str | None:
+    """Why model ``name`` cannot represent the dynamics of ``system_name`` (``state_dim`` states, ``controls`` inputs, a
+    field that depends on time itself or not, ``particles = (n_bodies, dim)`` where known): a one-line message with
+    the fix, or None when it can."""
     from ..models import MODELS
+    from ..models.sindy import INSTALL, has_pysindy
 
     if time_dependent and "time_dependent" not in inspect.signature(MODELS[name]).parameters:
         return (f"model {name!r} takes no time input, but {system_name} is time-dependent (its field depends on t); "
@@ -45,6 +72,15 @@ def model_misfit(name: str, state_dim: int, time_dependent: bool, system_name: s
     if name == "hnn" and state_dim % 2:
         return (f"model 'hnn' needs an even number of states (positions and momenta), and {system_name} has "
                 f"{state_dim}; use node, anode or resnet")
+    if name == "interaction":
+        if particles is None or not all(isinstance(k, int) for k in particles) or 2 * particles[0] * particles[1] != state_dim:
+            return (f"model 'interaction' needs a particle system, states [q_1..q_n, v_1..v_n] such as nbody, and "
+                    f"{system_name} is not known to be one; for particle data of your own pass n_bodies and dim "
+                    f"(2 n_bodies dim = {state_dim}) to build_model, or use node or anode")
+        if controls:
+            return f"model 'interaction' takes no controls, and {system_name}'s data have {controls}; use node or anode"
+    if name == "sindy" and not has_pysindy():
+        return INSTALL
     return None
 
 

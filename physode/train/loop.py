@@ -21,14 +21,14 @@ from ..devices import resolve_device
 from ..distributed import World
 from ..errors import PhysodeError, SolverError
 from ..files import make_folder
-from ..models import DynamicsModel
+from ..models import DynamicsModel, SINDy
 from .config import TrainConfig, TrainResult
 from .factory import check_compatible
 from .metrics import append_metrics, write_metrics
 from .resume import resume_state, save_run
 from .run import Run, TrainingSolver
 from .state import TrainerState
-from .windows import WindowLoss, WindowSampler, curriculum_window
+from .windows import WindowLoss, WindowSampler, curriculum_window, relative_errors
 
 
 def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | None = None, *, out_dir=None,
@@ -59,6 +59,8 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     if not isinstance(dataset, TrajectoryDataset):
         raise PhysodeError(f"dataset must be a TrajectoryDataset, got {type(dataset).__name__}")
     check_compatible(model, dataset)
+    if isinstance(model, SINDy):
+        return _fit_sparse(model, dataset, config, out_dir, resume, overwrite)
     device = resolve_device(device)
     world = World.current(device)
     train = dataset.train
@@ -124,6 +126,28 @@ def _run_folder(out_dir, resume: bool, overwrite: bool) -> Path | None:
             raise PhysodeError(f"{out} already holds a run ({', '.join(held)}); continue it with resume (--resume), "
                                "replace it with overwrite (--overwrite), or choose another output folder")
     return out
+
+
+def _fit_sparse(model: SINDy, dataset: TrajectoryDataset, config: TrainConfig, out_dir, resume, overwrite) -> TrainResult:
+    """A sparse-regression model is fitted once to the derivative estimates (no gradient steps, nothing to resume):
+    validated like the others, written to ``model.pt`` with its equations."""
+    start = time.perf_counter()
+    samples = _warm_start_samples(model, dataset, config)
+    out = _run_folder(out_dir, False, overwrite or resume)
+    model.fit_samples(samples)
+    model.eval()
+    val = dataset.part_or("val", "train", "validation")
+    with torch.no_grad():
+        pred = model.rollout(val.x[:, 0], val.times, val.u)
+    val_error = float(relative_errors(pred.double(), val.x.double(), val.train_time_mask).median())
+    seconds = time.perf_counter() - start
+    record = {"phase": "sparse_regression", "step": 0, "val_error": val_error, "samples": len(samples.t),
+              "equations": model.equations(dataset.state_names), "seconds": round(seconds, 3)}
+    if out is not None:
+        save_checkpoint(out / "model.pt", model, system_spec=dataset.system_spec,
+                        training={"steps": 0, "seconds": seconds, "best_val_error": val_error, "stopped": "steps",
+                                  "data": dataset.fingerprint(), "equations": record["equations"]})
+    return TrainResult(model, 0, seconds, val_error, "steps", [record])
 
 
 def _warm_start_samples(model, dataset, config):
