@@ -8,6 +8,7 @@ import pytest
 
 from physode import TrajectoryDataset
 from physode.cli import main
+from physode.models.sindy import has_pysindy
 
 FIELDS = {"parameters", "median_error", "mean_error", "p90_error", "nmse", "valid_time", "one_step_error", "k_step_error", "field_error_test",
           "field_error_grid", "energy_drift", "momentum_drift", "nfe", "rollout_seconds", "training_seconds"}
@@ -18,9 +19,11 @@ def test_compare_runs_end_to_end_and_reuses_its_stages(system, figure, tmp_path,
     out = tmp_path / system
     assert main(["compare", system, "--preset", "smoke", "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert set(report["rows"]) == {"true system", "node", "anode", "resnet", "hnn"}
+    particles = {"interaction"} if system == "nbody" else set()  # the interaction model only where bodies are
+    sparse = {"sindy"} if has_pysindy() else set()  # the sparse baseline where its extra is installed
+    assert set(report["rows"]) == {"true system", "node", "anode", "resnet", "hnn"} | particles | sparse
     for name, row in report["rows"].items():
-        assert set(row) == FIELDS, name
+        assert set(row) == FIELDS | ({"equations"} if name == "sindy" else set()), name
     for name in ("error_vs_horizon.png", "phase_portraits.png", "energy.png", figure, "training_hnn.png"):
         assert (out / "figures" / name).stat().st_size > 1000, name
     before = (out / "node" / "model.pt").stat().st_mtime_ns
