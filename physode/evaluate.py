@@ -103,9 +103,12 @@ class Report:
                      _cell(r.get("one_step_error")), _cell(r.get("k_step_error")),
                      _cell(r["field_error_test"]), _cell(r["field_error_grid"]),
                      "" if energy is None else _cell(energy[str(horizons[-1])]),
-                     "" if r["nfe"] is None else str(r["nfe"]), f"{r['rollout_seconds']:.3f}"]
+                     "" if r["nfe"] is None else str(r["nfe"]),
+                     "failed" if r.get("failed") else f"{r['rollout_seconds']:.3f}"]
             lines.append("| " + " | ".join(cells) + " |")
         for name, r in self.rows.items():
+            if r.get("failed"):
+                lines += ["", f"{name}: {r['failed']}"]
             if r.get("equations"):
                 lines += ["", f"Equations learned by {name}:", "", *(f"    {line}" for line in r["equations"])]
         return "\n".join(lines)
@@ -201,8 +204,10 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
             with torch.no_grad():
                 pred = model.rollout(x0_device, times_device, *(() if u_device is None else (u_device,))).double().cpu()
         except SolverError as exc:
-            raise SolverError(f"the rollout of {name!r} to t={t_end:g} failed, so nothing was scored: {exc}. A learned "
-                              "model that blows up this far out: compare it to smaller horizons, or leave it out") from None
+            if name == "true system":
+                raise
+            rows[name] = _failed_row(model, horizons, f"its rollout to t={t_end:g} failed ({exc})")
+            continue
         seconds = time.perf_counter() - start
         pred = torch.where(observed.unsqueeze(-1), pred, math.nan)  # nothing past a trajectory's end
         trajectories[name] = pred
@@ -220,7 +225,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
             "nmse": {h: _number(curves[name]["nmse"][i]) for h, i in at.items()},
             "valid_time": _valid_time(err, own_times.numpy(), observed.numpy(), threshold),
             "one_step_error": _step_error(model, steps, 1, device),
-            "k_step_error": _step_error(model, steps, k_steps, device),
+            "k_step_error": _step_error(model, steps, k_steps, device),  # (finite where the whole rollout was)
             "field_error_test": _field_error(model, system, states_device, state_times_device) if fields else None,
             "field_error_grid": _field_error(model, system, grid_device, 0.0) if fields else None,
             "energy_drift": _energy_drift(system, pred, at) if fields else None,
@@ -237,6 +242,15 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
             "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference, "k_steps": k_steps,
             "lyapunov_exponent": exponent}
     return Report(rows, curves, axis.numpy(), meta, trajectories, truth=truth, truth_times=times)
+
+
+def _failed_row(model, horizons, why: str) -> dict:
+    """The row of a model whose rollout blew up: no scores ("n/a"), valid time 0, and why (``"failed"``)."""
+    none = {str(h): None for h in horizons}
+    return {"parameters": int(getattr(model, "num_parameters", 0)), "median_error": none, "mean_error": none,
+            "p90_error": none, "nmse": none, "valid_time": 0.0, "one_step_error": None, "k_step_error": None,
+            "field_error_test": None, "field_error_grid": None, "energy_drift": None, "momentum_drift": None,
+            "nfe": None, "rollout_seconds": None, "training_seconds": None, "failed": why}
 
 
 def default_reference(dataset: TrajectoryDataset) -> str:

@@ -223,7 +223,8 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
         if model_name in MODELS and model_name not in models:
             old.unlink()
     system = dataset.system if dataset.has_system else None
-    rollouts = {name: report.trajectories[name] for name in models}  # the rollouts compare already made
+    # the rollouts compare already made (none of a model whose rollout failed: the report says so)
+    rollouts = {name: report.trajectories[name] for name in models if name in report.trajectories}
     plot.error_horizon_figure(report, path=figures / "error_vs_horizon.png")
     plane = (0,) if dataset.state_dim == 1 else (0, dataset.state_dim // 2)  # one state is drawn against time
     plot.phase_portrait_figure(report.truth_times, report.truth, rollouts, t_train=dataset.t_train,
@@ -237,7 +238,7 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
             seen = dataset.part_or("train", "all", None)  # evaluate's held-out data may have no train split
             train_states = seen.x_clean[seen.train_time_mask]
             plot.vector_field_figure(system, model, train_states, path=figures / f"vector_field_{name}.png")
-        elif system is not None and dataset.system_spec["name"] == "nbody":
+        elif system is not None and dataset.system_spec["name"] == "nbody" and name in rollouts:
             plot.orbits_figure(system, report.truth, rollouts[name], path=figures / f"orbits_{name}.png")
         metrics = (runs or {}).get(name, out / name) / "metrics.jsonl"
         if metrics.exists() and metrics.read_text().strip():

@@ -171,6 +171,11 @@ class _Squared(physode.models.ContinuousModel):
         return z * z
 
 
-def test_a_model_that_blows_up_is_named(data):
-    with pytest.raises(physode.SolverError, match=r"the rollout of 'blowup' to t=4 failed.*smaller horizons, or leave"):
-        compare({"fine": data.system, "blowup": _Squared()}, data)
+def test_a_model_that_blows_up_is_reported_as_failed_and_the_others_are_scored(data):
+    report = compare({"fine": data.system, "blowup": _Squared()}, data)
+    failed = report.rows["blowup"]
+    assert "its rollout to t=4 failed" in failed["failed"] and failed["valid_time"] == 0.0
+    assert failed["median_error"] == {"1.0": None, "2.0": None, "4.0": None} and "blowup" not in report.trajectories
+    assert report.rows["fine"]["median_error"]["4.0"] < 1e-9
+    table = report.to_markdown()
+    assert "| blowup | " in table and "failed" in table and "blowup: its rollout" in table
