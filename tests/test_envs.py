@@ -174,7 +174,7 @@ def test_learned_env_steps_the_model_and_reports_its_drift(checkpoint):
     assert info["prediction_error"].shape == (4,) and info["true_state"].shape == (4, 2)
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("kind", [name for name in MODELS if name not in ("interaction", "sindy")])  # the MLP models
 def test_every_kind_of_model_steps_as_a_learned_env(kind):
     """The learned env steps without recording gradients; a Hamiltonian model still needs autograd for its field."""
     torch.manual_seed(0)

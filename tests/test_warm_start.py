@@ -85,3 +85,14 @@ def test_data_too_sparse_for_derivatives_is_refused_before_anything_is_written(t
         TrainConfig(derivatives="fourier")
     with pytest.raises(PhysodeError, match="warm_start_share"):
         TrainConfig(warm_start_share=1.5)
+
+
+def test_a_warm_start_worse_than_no_warm_start_is_undone():
+    """20 random times per trajectory: too sparse for derivatives; the warm start must not leave a worse field."""
+    sparse = TrajectoryDataset.generate(physode.Pendulum(), 24, 10.0, 10.0 / 19, irregular=True, seed=0, t_train=5.0)
+    torch.manual_seed(0)
+    model = build_model("node", sparse, hidden=32)
+    result = fit(model, sparse, TrainConfig(steps=10, val_every=5, warm_start_steps=2000, train_step=0.1))
+    warm = result.history[0]
+    assert warm["phase"] == "warm_start" and warm["kept"] is False
+    assert result.history[1]["lr"] > TrainConfig().refine_lr  # trajectory matching at lr, as without a warm start

@@ -11,6 +11,10 @@ from ..integrate import check_solver
 from ..models import DynamicsModel
 
 
+#: The default warm start's most steps: enough for a field error near the derivative estimates' own.
+MAX_WARM_START_STEPS = 5000
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Trainer settings. Two phases: a warm start that fits the field to estimated state derivatives (derivative
@@ -36,7 +40,7 @@ class TrainConfig:
     max_failures: int = 5  #: solver failures / non-finite losses in a row before giving up
     seed: int = 0  #: seed of the window sampling (and of the warm start's minibatches)
     warm_start: bool = True  #: first fit the field to estimated derivatives (no ODE solve), then match trajectories
-    warm_start_steps: int = 5000  #: Adam steps of the warm start (minibatches of derivative samples)
+    warm_start_steps: int | None = None  #: Adam steps of the warm start (default: 2 x steps, at most 5000)
     warm_start_share: float = 0.5  #: the most of time_limit the warm start may take
     warm_start_lr: float = 1e-2  #: its learning rate (cosine decay)
     derivatives: str = "auto"  #: how the derivatives are estimated: see physode.derivatives.METHODS
@@ -48,6 +52,8 @@ class TrainConfig:
                      "max_failures"):
             positive_int(getattr(self, name), name)
         positive_int(self.lbfgs_steps, "lbfgs_steps", minimum=0)
+        if self.warm_start_steps is None:  # the warm start's budget follows the one asked for
+            self.warm_start_steps = min(2 * self.steps, MAX_WARM_START_STEPS) if isinstance(self.steps, int) else 1
         positive_int(self.warm_start_steps, "warm_start_steps")
         positive_float(self.warm_start_lr, "warm_start_lr")
         if not 0 < positive_float(self.warm_start_share, "warm_start_share") <= 1:

@@ -165,21 +165,30 @@ def _warm_start_samples(model, dataset, config):
 def _warm_start(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
     """The first phase: fit the field to the estimated derivatives (:func:`~physode.collocation.fit_field`), from the
     initial weights (``state.good_model``, so that a run interrupted here and resumed repeats it exactly), then
-    validate: its weights are the best so far, the ones trajectory matching starts from and must beat.
+    validate: its weights are the best so far, the ones trajectory matching starts from and must beat. A warm start
+    that validates worse than the initial weights (derivatives too poor to estimate) is undone (``"kept": false``).
 
     Logs one metrics record ``{"phase": "warm_start", ...}``. Returns ``"steps"`` (done) or ``"interrupted"``.
     """
     config, model = run.config, run.model
     model.load_state_dict(state.good_model)
+    before = run.validation_error()  # the initial weights': a warm start that does worse is not kept
     budget = None if config.time_limit is None else config.warm_start_share * config.time_limit
     losses = fit_field(model, run.samples, steps=config.warm_start_steps, lr=config.warm_start_lr, seed=config.seed,
                        time_limit=budget, stop=lambda: sigint.raised)
     if sigint.raised:
         return "interrupted"
     val_error = run.validation_error()
+    kept = val_error < before  # derivatives too poor to estimate (very sparse data) can make a field worse than none
+    if not kept:  # trajectory matching from the initial weights, at the learning rate for that
+        model.load_state_dict(state.good_model)
+        val_error = before
+        run.schedule.base_lrs = [config.lr for _ in run.schedule.base_lrs]  # (the schedule is at its start)
+        for group in run.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = config.lr
     weights = copy.deepcopy(model.state_dict())
     state.phase, state.best, state.best_weights, state.good_model = "trajectories", val_error, weights, weights
-    _log(run, state, {"phase": "warm_start", "step": 0, "loss": losses[-1], "val_error": val_error,
+    _log(run, state, {"phase": "warm_start", "step": 0, "loss": losses[-1], "val_error": val_error, "kept": kept,
                       "warm_start_steps": len(losses), "samples": len(run.samples.t), "derivatives": config.derivatives,
                       "seconds": round(run.elapsed(), 3)})
     run.bar.set_postfix(warm=f"{val_error:.3g}")
