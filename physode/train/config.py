@@ -52,9 +52,8 @@ class TrainConfig:
                      "max_failures"):
             positive_int(getattr(self, name), name)
         positive_int(self.lbfgs_steps, "lbfgs_steps", minimum=0)
-        if self.warm_start_steps is None:  # the warm start's budget follows the one asked for
-            self.warm_start_steps = min(2 * self.steps, MAX_WARM_START_STEPS) if isinstance(self.steps, int) else 1
-        positive_int(self.warm_start_steps, "warm_start_steps")
+        if self.warm_start_steps is not None:
+            positive_int(self.warm_start_steps, "warm_start_steps")
         positive_float(self.warm_start_lr, "warm_start_lr")
         if not 0 < positive_float(self.warm_start_share, "warm_start_share") <= 1:
             raise PhysodeError(f"warm_start_share must be a share in (0, 1], got {self.warm_start_share!r}")
@@ -76,6 +75,12 @@ class TrainConfig:
             positive_float(self.train_step, "train_step")
         if self.window_start > self.window:
             raise PhysodeError(f"window_start ({self.window_start}) must not exceed window ({self.window})")
+
+    @property
+    def warm_steps(self) -> int:
+        """The warm start's steps: ``warm_start_steps``, or by default twice ``steps``, at most 5000 (the budget
+        follows the one asked for; left unresolved in the settings, so that a resume with more steps matches)."""
+        return self.warm_start_steps or min(2 * self.steps, MAX_WARM_START_STEPS)
 
     def resumable(self) -> dict:
         """The settings a resumed run must share with the run it continues: all but ``time_limit`` and ``steps``

@@ -174,7 +174,7 @@ def _warm_start(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
     model.load_state_dict(state.good_model)
     before = run.validation_error()  # the initial weights': a warm start that does worse is not kept
     budget = None if config.time_limit is None else config.warm_start_share * config.time_limit
-    losses = fit_field(model, run.samples, steps=config.warm_start_steps, lr=config.warm_start_lr, seed=config.seed,
+    losses = fit_field(model, run.samples, steps=config.warm_steps, lr=config.warm_start_lr, seed=config.seed,
                        time_limit=budget, stop=lambda: sigint.raised)
     if sigint.raised:
         return "interrupted"
