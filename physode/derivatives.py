@@ -120,6 +120,8 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
     smoothing = method == "spline" or (method == "auto" and not noise_free)
     rows = [(times[i, :k].numpy(), x[i, :k].numpy()) for i, k in enumerate(lengths.tolist()) if k >= 2]
     short = [len(t) for t, _ in rows if len(t) < 6]
+    if method == "auto" and len(short) < len(rows):  # the trajectories long enough carry the estimate
+        rows, short = [(t, states) for t, states in rows if len(t) >= 6], []
     if short:
         raise PhysodeError(f"{len(short)} training trajectories have fewer than 6 observations before t_train "
                            f"(e.g. {short[0]}); a spline needs 6: raise t_train or drop the short ones")
