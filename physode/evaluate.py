@@ -385,7 +385,9 @@ def _number(value) -> float | None:
 def _step_windows(test: TrajectoryDataset, k_steps: int, t_end: float, seed: int, limit: int = MAX_STEP_WINDOWS):
     """The starts of the one-step and k-step predictions: every observation ``(trajectory, index)`` of the test
     trajectories that has ``k_steps`` more observations up to ``t_end`` (at most ``limit`` of them, drawn with
-    ``seed``); with fewer observations, as many steps as the trajectories have. Returns ``(test, rows, starts, k)``."""
+    ``seed``); with fewer observations, as many steps as the trajectories have. Returns ``(test, rows, starts, reach,
+    k)``: the starts' trajectories and indices ``(M,)``, the observations up to ``t_end`` per trajectory ``(N,)``, and
+    the largest ``k`` they allow."""
     reach = (test.mask & (test.times <= t_end * (1 + 1e-9))).sum(1)  # observations up to t_end per trajectory
     k = max(1, min(k_steps, int(reach.max()) - 1))
     pairs = [(i, j) for i in range(len(test)) for j in range(int(reach[i]) - 1)]  # one step at least
