@@ -79,13 +79,18 @@ def stencil_derivatives(x: torch.Tensor, dt: float, points: int = STENCIL_POINTS
 
 def spline_derivatives(t: np.ndarray, x: np.ndarray, smoothing: bool = True) -> np.ndarray:
     """``dx/dt`` of one trajectory ``x: (L, D)`` at its times ``t: (L,)`` through a spline per state: scipy's
-    ``make_smoothing_spline`` (smoothing by generalised cross-validation), or with ``smoothing=False`` the quintic
-    interpolating ``make_interp_spline(k=5)``."""
+    ``make_smoothing_spline`` (smoothing by generalised cross-validation), or with ``smoothing=False`` the cubic
+    interpolating ``make_interp_spline(k=3)``."""
+    return np.stack([spline.derivative()(t) for spline in _splines(t, x, smoothing)], axis=1)
+
+
+def _splines(t: np.ndarray, x: np.ndarray, smoothing: bool) -> list:
+    """One spline per state of ``x: (L, D)`` at ``t: (L,)`` (see :func:`spline_derivatives`)."""
     if len(t) < 6:
         raise PhysodeError(f"a spline needs at least 6 observations per trajectory, got {len(t)}; record longer "
                            "trajectories (or raise t_train), or leave the warm start out")
     make = make_smoothing_spline if smoothing else (lambda times, values: make_interp_spline(times, values, k=3))
-    return np.stack([make(t, x[:, d]).derivative()(t) for d in range(x.shape[1])], axis=1)
+    return [make(t, x[:, d]) for d in range(x.shape[1])]
 
 
 def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_POINTS) -> DerivativeSamples:
@@ -125,10 +130,33 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
     if short:
         raise PhysodeError(f"{len(short)} training trajectories have fewer than 6 observations before t_train "
                            f"(e.g. {short[0]}); a spline needs 6: raise t_train or drop the short ones")
-    dxdt = [spline_derivatives(t, states, smoothing) for t, states in rows]
+    splines = [_splines(t, states, smoothing) for t, states in rows]
+    dxdt = [np.stack([spline.derivative()(t) for spline in per_state], axis=1) for (t, _), per_state in zip(rows, splines)]
+    if smoothing:
+        _check_signal(rows, splines, dataset.state_names)
     cat = np.concatenate
     return DerivativeSamples(*(torch.from_numpy(cat(part)) for part in ([t for t, _ in rows], [s for _, s in rows], dxdt)),
                              None)
+
+
+#: The least share of the observations' variance (about each trajectory's mean) that the smoothing splines must
+#: follow in some state: below it, what the splines keep of the data is no more than a trend through noise.
+LEAST_SIGNAL = 0.2
+
+
+def _check_signal(rows, splines, names) -> None:
+    """Refuse derivatives of data whose noise leaves nothing: where the smoothing splines (their smoothing chosen by
+    cross-validation) follow less than ``LEAST_SIGNAL`` of the variance in every state, their slopes are those of
+    trends through noise, and a field fitted to them would be fitted to nothing."""
+    residual = sum(((states - np.stack([s(t) for s in per_state], axis=1)) ** 2).sum(0)
+                   for (t, states), per_state in zip(rows, splines))
+    spread = sum(((states - states.mean(0)) ** 2).sum(0) for _, states in rows)
+    followed = 1.0 - residual / np.maximum(spread, 1e-300)
+    if float(followed.max()) < LEAST_SIGNAL:
+        shares = ", ".join(f"{name} {100 * max(share, 0.0):.0f}%" for name, share in zip(names, followed))
+        raise PhysodeError(f"the data are too noisy for derivatives: the smoothing splines find a signal in no state "
+                           f"(the share of the variance they follow: {shares}; at least {100 * LEAST_SIGNAL:.0f}% is "
+                           "needed); use less noisy data or longer, denser trajectories")
 
 
 def _stencils_agree(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:

@@ -111,3 +111,15 @@ def test_a_step_model_fitted_to_one_step_pairs_predicts_the_next_observation():
     with torch.no_grad():
         step = model.step(test.x[:, :-1].float()).double()
     assert _relative(step - test.x[:, :-1], test.x[:, 1:] - test.x[:, :-1]) < 2e-2  # the increments, to 2%
+
+
+def test_a_noise_level_that_leaves_nothing_is_refused_and_one_that_leaves_a_signal_is_not(tmp_path):
+    drowned = TrajectoryDataset.generate(physode.Pendulum(), 16, 10.0, 0.1, seed=0, noise_std=10.0)
+    with pytest.raises(PhysodeError, match=r"too noisy for derivatives: .*theta \d+%, omega \d+%; at least 20%"):
+        estimate_derivatives(drowned)
+    model = physode.build_model("node", drowned, hidden=8)
+    with pytest.raises(PhysodeError, match="too noisy .* or train without it"):
+        physode.fit(model, drowned, physode.TrainConfig(steps=2), out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+    noisy = TrajectoryDataset.generate(physode.Pendulum(), 16, 10.0, 0.1, seed=0, noise_std=0.3)
+    assert len(estimate_derivatives(noisy).t) > 500  # noise of a third of the signal still leaves one

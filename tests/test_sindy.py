@@ -67,3 +67,15 @@ def test_without_pysindy_the_sindy_model_says_how_to_install_it(monkeypatch, pen
     _, data, _ = pendulum_fit
     with pytest.raises(PhysodeError, match=r'pip install "physode\[sindy\]"'):
         SINDy(2).fit_samples(estimate_derivatives(data))
+
+
+def test_a_sindy_library_that_does_not_fit_the_data_is_refused(pendulum_fit):
+    _, data, _ = pendulum_fit
+    samples = estimate_derivatives(data)
+    few = samples._replace(t=samples.t[:10], x=samples.x[:10], dxdt=samples.dxdt[:10])
+    with pytest.raises(PhysodeError, match="14 terms but the data give only 10 derivative samples; lower degree"):
+        SINDy(2).fit_samples(few)
+    model = SINDy(2, threshold=1e3)  # larger than any coefficient of the pendulum's field
+    with pytest.raises(PhysodeError, match="kept no term: threshold=1000 removed every coefficient; lower the threshold"):
+        model.fit_samples(samples)
+    assert not model.coefficients.any()  # nothing of the refused fit is kept

@@ -11,6 +11,7 @@ It works in the data's own units (no normalisation), so that its coefficients ar
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import torch
@@ -104,12 +105,20 @@ class SINDy(ContinuousModel):
         pysindy = require_pysindy()
         inputs = samples.x if samples.u is None else torch.cat([samples.x, samples.u], dim=-1)
         theta = self.library(inputs.to(torch.float64)).numpy()
+        if len(theta) < theta.shape[1]:  # underdetermined: any sparse pattern fits, none means anything
+            raise PhysodeError(f"the sindy library has {theta.shape[1]} terms but the data give only {len(theta)} "
+                               "derivative samples; lower degree or frequencies, or give more (or denser) data")
         optimizer = pysindy.optimizers.STLSQ(threshold=self.threshold, alpha=1e-8, max_iter=50)
-        optimizer.fit(theta, samples.dxdt.numpy())
+        with warnings.catch_warnings():  # a fit that keeps no term is refused below, in physode's words
+            warnings.filterwarnings("ignore", message="Sparsity parameter is too big")
+            optimizer.fit(theta, samples.dxdt.numpy())
         coefficients = np.asarray(optimizer.coef_, dtype=np.float64).T  # (F, D)
         if not np.isfinite(coefficients).all():
             raise PhysodeError("the sindy fit gave non-finite coefficients: its library does not fit the data; lower "
                                "degree or frequencies")
+        if not coefficients.any():
+            raise PhysodeError(f"the sindy fit kept no term: threshold={self.threshold:g} removed every coefficient; "
+                               "lower the threshold, or rescale the data")
         self.coefficients.copy_(torch.from_numpy(coefficients).to(self.torch_dtype))
 
     def equations(self, names=None, precision: int = 4) -> list[str]:
