@@ -15,7 +15,8 @@ The public API, re-exported from one place:
 from .data import TrajectoryDataset
 from .collect import collect
 from .evaluate import Report, compare
-from .errors import FileFormatError, PhysodeError, PhysodeWarning, SolverError, UnknownNameError, UnknownSystemError
+from .errors import (DataMisfitError, FileFormatError, PhysodeError, PhysodeWarning, SolverError, UnknownNameError,
+                     UnknownSystemError)
 from .checkpoint import load_model, save_checkpoint
 from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ODEBlock, ResNetStep
 from .simulate import METHODS, simulate
@@ -48,6 +49,7 @@ __all__ = [
     "PhysodeError",
     "PhysodeWarning",
     "Report",
+    "DataMisfitError",
     "SolverError",
     "SpringMass",
     "VanDerPol",

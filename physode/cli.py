@@ -1,7 +1,8 @@
 """The ``physode`` command line: a thin layer over the Python API.
 
 A :class:`~physode.PhysodeError` becomes one line on stderr and exit code 2, with no traceback;
-so does a usage error.
+so does a usage error. Ctrl-C and SIGTERM stop a command cleanly (training checkpoints first) with one line
+that says how to continue, and exit codes 130 and 143.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .evaluate import REFERENCES
 from .simulate import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, METHODS, RADAU_ATOL, RADAU_RTOL
 from .job import PRESETS, evaluate_models, redraw, run_compare
 from .models import MODELS
+from .signals import STOPPED, Terminated, exit_code, terminate_raises
 from .systems import import_system, known_names, resolve_system
 from .train import TrainConfig, build_model, fit
 
@@ -218,16 +220,16 @@ def _train(args) -> int | None:
         result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
                      resume=args.resume, overwrite=args.overwrite, device=args.device)
         if not World.current(args.device).main:
-            return 130 if result.stopped == "interrupted" else None
-    if result.stopped == "interrupted":
-        print(f"physode: interrupted at step {result.steps}; {args.out}/checkpoint.pt holds the state: continue with "
+            return exit_code(result.stopped) if result.stopped in STOPPED else None
+    if result.stopped in STOPPED:  # by SIGINT or SIGTERM
+        print(f"physode: {result.stopped} at step {result.steps}; {args.out}/checkpoint.pt holds the state: continue with "
               f"`physode train --data {args.data} --model {args.model} --out {args.out} --steps {args.steps} "
               f"--seed {args.seed} --batch-size {args.batch_size} --checkpoint-every {args.checkpoint_every} "
               f"--val-every {args.val_every} " + ("--no-warm-start " if args.no_warm_start else "")
               + (f"--time-limit {args.time_limit} " if args.time_limit is not None else "")
               + f"--device {args.device} {'--quiet ' if args.quiet else ''}--resume`",
               file=sys.stderr)
-        return 130
+        return exit_code(result.stopped)
     print(f"trained {args.model} on {dataset.name}: {result.steps} steps in {result.seconds:.1f}s, "
           f"best validation error {result.best_val_error:.3g} (stopped: {result.stopped}); wrote {args.out}/model.pt")
 
@@ -265,8 +267,9 @@ def _compare(args) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the CLI; returns the exit code (0, 2 for bad input, 130 when interrupted by Ctrl-C)."""
-    with warnings.catch_warnings():  # physode's own warnings: one line on stderr, like its errors
+    """Run the CLI; returns the exit code (0, 2 for bad input or a failed write, 130 when interrupted by Ctrl-C,
+    143 when stopped by SIGTERM, which every command takes as it takes Ctrl-C: see :mod:`physode.signals`)."""
+    with warnings.catch_warnings(), terminate_raises():  # physode's own warnings: one line on stderr, like its errors
         python_way = warnings.showwarning
 
         def show(message, category, *where):
@@ -289,8 +292,9 @@ def _run(argv) -> int:
     except PhysodeError as exc:
         print(f"physode: error: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        stopped = "terminated" if isinstance(exc, Terminated) else "interrupted"
         detail = f" ({exc})" if str(exc) else ""
-        print(f"physode: interrupted{detail}; run the same command again to continue (finished stages and "
+        print(f"physode: {stopped}{detail}; run the same command again to continue (finished stages and "
               "training checkpoints are reused)", file=sys.stderr)
-        return 130
+        return exit_code(stopped)

@@ -131,7 +131,8 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
         raise PhysodeError(f"{len(short)} training trajectories have fewer than 6 observations before t_train "
                            f"(e.g. {short[0]}); a spline needs 6: raise t_train or drop the short ones")
     splines = [_splines(t, states, smoothing) for t, states in rows]
-    dxdt = [np.stack([spline.derivative()(t) for spline in per_state], axis=1) for (t, _), per_state in zip(rows, splines)]
+    dxdt = [np.stack([spline.derivative()(t) for spline in per_state], axis=1)
+            for (t, _), per_state in zip(rows, splines, strict=True)]
     if smoothing:
         _check_signal(rows, splines, dataset.state_names)
     cat = np.concatenate
@@ -149,11 +150,11 @@ def _check_signal(rows, splines, names) -> None:
     cross-validation) follow less than ``LEAST_SIGNAL`` of the variance in every state, their slopes are those of
     trends through noise, and a field fitted to them would be fitted to nothing."""
     residual = sum(((states - np.stack([s(t) for s in per_state], axis=1)) ** 2).sum(0)
-                   for (t, states), per_state in zip(rows, splines))
+                   for (t, states), per_state in zip(rows, splines, strict=True))
     spread = sum(((states - states.mean(0)) ** 2).sum(0) for _, states in rows)
     followed = 1.0 - residual / np.maximum(spread, 1e-300)
     if float(followed.max()) < LEAST_SIGNAL:
-        shares = ", ".join(f"{name} {100 * max(share, 0.0):.0f}%" for name, share in zip(names, followed))
+        shares = ", ".join(f"{name} {100 * max(share, 0.0):.0f}%" for name, share in zip(names, followed, strict=True))
         raise PhysodeError(f"the data are too noisy for derivatives: the smoothing splines find a signal in no state "
                            f"(the share of the variance they follow: {shares}; at least {100 * LEAST_SIGNAL:.0f}% is "
                            "needed); use less noisy data or longer, denser trajectories")

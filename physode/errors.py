@@ -22,6 +22,10 @@ class FileFormatError(PhysodeError):
     """A file that is missing, truncated, corrupt, of another kind or of an unsupported version."""
 
 
+class DataMisfitError(PhysodeError):
+    """A model that the data cannot determine (e.g. a regression library with more terms than samples)."""
+
+
 class SolverError(PhysodeError):
     """An ODE solve that could not finish (step size underflow, non-finite state)."""
 

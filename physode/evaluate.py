@@ -21,8 +21,8 @@ The scores:
   for a system that gives its largest Lyapunov exponent ``lambda`` also in Lyapunov times ``lambda * t``;
 * one-step and k-step prediction errors: the median relative error of a prediction ``k`` observations ahead
   from every observed test state (up to the largest horizon);
-* vector-field error ``||f_hat - f|| / ||f||`` (where a true system is at hand) on the test states (at their own times) and on a grid over the
-  data's bounding box (at t = 0) (ResNet step models through their implied field);
+* vector-field error ``||f_hat - f|| / ||f||`` (where a true system is at hand) on the test states (at their
+  own times) and on a grid over the data's bounding box (at t = 0) (ResNet step models through their implied field);
 * energy drift ``|E(t) - E(0)| / |E(0)|`` (median over trajectories, at the horizons) where the system
   defines an energy, and total-momentum drift for n-body;
 * cost: parameters, NFE per rollout, wall time of the batched rollout, training time when known.

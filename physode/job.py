@@ -10,8 +10,9 @@ Everything lands in one run folder (default ``runs/<system>-<timestamp>/``):
                                   error against horizon, energy, training curves
 
 Any stage whose output already exists in the folder is reused instead of recomputed, and a training
-that was interrupted (Ctrl-C) or killed resumes from its ``checkpoint.pt``, so rerunning the same
-command continues where the job stopped; ``physode plot RUN_DIR`` redraws from the files.
+that was interrupted (Ctrl-C, SIGTERM) or killed resumes from its ``checkpoint.pt``, so rerunning the same
+command continues where the job stopped; ``physode plot RUN_DIR`` redraws from the files. A job holds its
+folder's lock (:mod:`physode.lock`) throughout: a second job or command writing there is refused at once.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from tqdm.auto import tqdm
 from .checkpoint import load_model
 from .data import TrajectoryDataset
 from .devices import resolve_device
-from .errors import PhysodeError, unknown_name
-from .files import make_folder
+from .errors import DataMisfitError, PhysodeError, unknown_name
 from .evaluate import compare, evaluation_horizons
+from .lock import folder_lock
 from .models import MODELS
+from .signals import STOPPED, Terminated
 from .systems import BUILTIN_SYSTEMS, System, resolve_system
 from .systems.base import defines_energy
 from .train import TrainConfig, build_model, fit, model_misfit, particles_of
@@ -109,6 +111,7 @@ def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=No
     stamp = time.strftime('%Y%m%d-%H%M%S')
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"{_folder_name(label)}-{stamp}"
     misfits = {name: model_misfit(name, dims, time_dependent, label, controls, particles) for name in MODELS}
+    chosen = models is not None
     if models is None:
         models = tuple(name for name in MODELS if misfits[name] is None)
         for name in MODELS:
@@ -119,61 +122,71 @@ def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=No
             if misfits[name] is not None:
                 raise PhysodeError(misfits[name])
 
-    data_path = out / "data.npz"
-    if data is not None:
-        dataset = given
-        if data_path.exists():
-            if TrajectoryDataset.load(data_path).fingerprint() != dataset.fingerprint():
-                raise PhysodeError(f"{out} holds a run on other data than {data}; choose another output folder")
+    # held from before the first stage is looked at to the end: another job or training here is refused at once
+    with folder_lock(out, "run folder"):
+        data_path = out / "data.npz"
+        if data is not None:
+            dataset = given
+            if data_path.exists():
+                if TrajectoryDataset.load(data_path).fingerprint() != dataset.fingerprint():
+                    raise PhysodeError(f"{out} holds a run on other data than {data}; choose another output folder")
+                log(f"reusing {data_path}: {dataset.summary()}")
+            horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before writing anything
+            if not data_path.exists():
+                dataset.save(data_path)
+                log(f"copied {data} to {data_path}: {dataset.summary()}")
+        elif data_path.exists():
+            dataset = TrajectoryDataset.load(data_path)
+            if dataset.system_spec != system.spec():
+                held_params = dataset.system_spec["params"] if dataset.system_spec else ""
+                raise PhysodeError(f"{out} holds a run of {dataset.name} {held_params}, not of {system.name} "
+                                   f"{system.spec()['params']}; choose another output folder")
+            held = (len(dataset), dataset.meta.get("t_end"), dataset.meta.get("seed"))
+            if held != (settings["n_trajectories"], settings["t_end"], seed):  # its models were trained on that data
+                raise PhysodeError(f"{out} holds a run of {held[0]} trajectories to t = {held[1]} with seed {held[2]}, not the "
+                                   f"{preset} preset's {settings['n_trajectories']} to t = {settings['t_end']} with seed "
+                                   f"{seed}; continue it with the same --preset and --seed, or choose another output folder")
             log(f"reusing {data_path}: {dataset.summary()}")
-        horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before writing anything
-        if not data_path.exists():
+            horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before training
+        else:
+            dataset = TrajectoryDataset.generate(system, settings["n_trajectories"], settings["t_end"], settings["dt"],
+                                                 seed=seed, progress=progress, device=device)
+            horizons = evaluation_horizons(dataset, horizons, reference)  # ... and before writing anything
             dataset.save(data_path)
-            log(f"copied {data} to {data_path}: {dataset.summary()}")
-    elif data_path.exists():
-        dataset = TrajectoryDataset.load(data_path)
-        if dataset.system_spec != system.spec():
-            held_params = dataset.system_spec["params"] if dataset.system_spec else ""
-            raise PhysodeError(f"{out} holds a run of {dataset.name} {held_params}, not of {system.name} "
-                               f"{system.spec()['params']}; choose another output folder")
-        held = (len(dataset), dataset.meta.get("t_end"), dataset.meta.get("seed"))
-        if held != (settings["n_trajectories"], settings["t_end"], seed):  # its models were trained on that data
-            raise PhysodeError(f"{out} holds a run of {held[0]} trajectories to t = {held[1]} with seed {held[2]}, not the "
-                               f"{preset} preset's {settings['n_trajectories']} to t = {settings['t_end']} with seed "
-                               f"{seed}; continue it with the same --preset and --seed, or choose another output folder")
-        log(f"reusing {data_path}: {dataset.summary()}")
-        horizons = evaluation_horizons(dataset, horizons, reference)  # refuse bad horizons before training
-    else:
-        dataset = TrajectoryDataset.generate(system, settings["n_trajectories"], settings["t_end"], settings["dt"],
-                                             seed=seed, progress=progress, device=device)
-        horizons = evaluation_horizons(dataset, horizons, reference)  # ... and before writing anything
-        dataset.save(data_path)
-        log(f"simulated {data_path}: {dataset.summary()}")
-    trained, data_id = {}, dataset.fingerprint()
-    for name in models:
-        model_path = out / name / "model.pt"
-        if model_path.exists():
-            trained[name] = trained_on(data_id, model_path, device)
-            log(f"reusing {model_path}")
-            continue
-        torch.manual_seed(seed)
-        sized = {"hidden": settings["hidden"]} if "hidden" in inspect.signature(MODELS[name]).parameters else {}
-        model = build_model(name, dataset, **sized)
-        config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed,
-                             warm_start_steps=settings["warm_start_steps"])
-        resume = (out / name / "checkpoint.pt").exists()  # a training stopped by Ctrl-C or a crash continues
-        result = fit(model, dataset, config, out_dir=out / name, progress=progress, resume=resume, device=device)
-        if result.stopped == "interrupted":
-            raise KeyboardInterrupt(f"training {name} interrupted at step {result.steps}")
-        trained[name] = load_model(model_path, map_location=device)
-        log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
+            log(f"simulated {data_path}: {dataset.summary()}")
+        trained, data_id = {}, dataset.fingerprint()
+        for name in models:
+            model_path = out / name / "model.pt"
+            if model_path.exists():
+                trained[name] = trained_on(data_id, model_path, device)
+                log(f"reusing {model_path}")
+                continue
+            torch.manual_seed(seed)
+            sized = {"hidden": settings["hidden"]} if "hidden" in inspect.signature(MODELS[name]).parameters else {}
+            model = build_model(name, dataset, **sized)
+            config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed,
+                                 warm_start_steps=settings["warm_start_steps"])
+            resume = (out / name / "checkpoint.pt").exists()  # a training stopped by Ctrl-C or a crash continues
+            try:
+                result = fit(model, dataset, config, out_dir=out / name, progress=progress, resume=resume,
+                             device=device)
+            except DataMisfitError as error:  # a row the user did not ask for by name is left out, saying why
+                if chosen:
+                    raise
+                log(f"leaving out {name}: {error}")
+                continue
+            if result.stopped in STOPPED:  # stopped by SIGINT or SIGTERM: the job stops as it would on either
+                stop = Terminated if result.stopped == "terminated" else KeyboardInterrupt
+                raise stop(f"training {name} {result.stopped} at step {result.steps}")
+            trained[name] = load_model(model_path, map_location=device)
+            log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
 
-    report = compare(trained, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
-    report.save(out)
-    draw(out, dataset, trained, report, progress=progress, log=log)
-    log(report.to_markdown())
-    log(f"wrote {out}/report.md, report.json and figures/")
-    return out
+        report = compare(trained, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
+        report.save(out)
+        draw(out, dataset, trained, report, progress=progress, log=log)
+        log(report.to_markdown())
+        log(f"wrote {out}/report.md, report.json and figures/")
+        return out
 
 
 def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: str | None = None, progress: bool = False,
@@ -184,25 +197,26 @@ def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: s
     folder (``runs/pend/node/model.pt`` is ``node``). Unlike the models of :func:`run_compare`, they may have
     been trained on other data (e.g. scored on held-out trajectories of their system): only the system must
     match. Writes ``report.json``, ``report.md`` and ``figures/`` (with each model's training curves from the
-    ``metrics.jsonl`` beside its ``model.pt``) into ``out_dir``.
+    ``metrics.jsonl`` beside its ``model.pt``) into ``out_dir``, holding its lock throughout (another command
+    writing there is refused at once; a failed evaluation leaves no folder it made).
     """
     device = resolve_device(device)
-    dataset = TrajectoryDataset.load(data_path)
-    models, runs = {}, {}
-    for given in model_paths:
-        path = Path(given) / "model.pt" if Path(given).is_dir() else Path(given)
-        name = path.resolve().parent.name or "model"
-        if name in models:
-            raise PhysodeError(f"two models would both be named {name!r} (after their folders: {runs[name]} and "
-                               f"{path.parent}); give each model.pt its own folder name")
-        models[name], runs[name] = load_model(path, map_location=device), path.parent
-    report = compare(models, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
-    out = make_folder(out_dir, "output folder")
-    report.save(out)
-    draw(out, dataset, models, report, progress=progress, runs=runs, log=log)
-    log(report.to_markdown())
-    log(f"wrote {out}/report.md, report.json and figures/")
-    return out
+    with folder_lock(out_dir, "output folder") as out:
+        dataset = TrajectoryDataset.load(data_path)
+        models, runs = {}, {}
+        for given in model_paths:
+            path = Path(given) / "model.pt" if Path(given).is_dir() else Path(given)
+            name = path.resolve().parent.name or "model"
+            if name in models:
+                raise PhysodeError(f"two models would both be named {name!r} (after their folders: {runs[name]} and "
+                                   f"{path.parent}); give each model.pt its own folder name")
+            models[name], runs[name] = load_model(path, map_location=device), path.parent
+        report = compare(models, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
+        report.save(out)
+        draw(out, dataset, models, report, progress=progress, runs=runs, log=log)
+        log(report.to_markdown())
+        log(f"wrote {out}/report.md, report.json and figures/")
+        return out
 
 
 def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: bool = False,
@@ -247,21 +261,23 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
 
 
 def redraw(run_dir) -> Path:
-    """``physode plot RUN_DIR``: rebuild the report and every figure from a run folder's files."""
+    """``physode plot RUN_DIR``: rebuild the report and every figure from a run folder's files (its lock held, so
+    that it never draws from a job that is still writing there)."""
     out = Path(run_dir)
     if not (out / "data.npz").exists():
         raise PhysodeError(f"{out} is not a run folder (no data.npz); run `physode compare SYSTEM --out {out}` first")
-    dataset = TrajectoryDataset.load(out / "data.npz")
-    settings, names = _last_report(out)
-    paths = [out / name / "model.pt" for name in names if (out / name / "model.pt").exists()]
-    data_id = dataset.fingerprint()
-    models = {p.parent.name: trained_on(data_id, p) for p in paths or sorted(out.glob("*/model.pt"))}
-    if not models:
-        raise PhysodeError(f"{out} holds no trained models (*/model.pt)")
-    report = compare(models, dataset, **settings)
-    report.save(out)
-    draw(out, dataset, models, report)
-    return out
+    with folder_lock(out, "run folder"):
+        dataset = TrajectoryDataset.load(out / "data.npz")
+        settings, names = _last_report(out)
+        paths = [out / name / "model.pt" for name in names if (out / name / "model.pt").exists()]
+        data_id = dataset.fingerprint()
+        models = {p.parent.name: trained_on(data_id, p) for p in paths or sorted(out.glob("*/model.pt"))}
+        if not models:
+            raise PhysodeError(f"{out} holds no trained models (*/model.pt)")
+        report = compare(models, dataset, **settings)
+        report.save(out)
+        draw(out, dataset, models, report)
+        return out
 
 
 def _folder_name(label: str) -> str:

@@ -141,7 +141,7 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(pendulum_data, t
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", explode)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(PhysodeError, match="cannot write the dataset .*disk full"):
         pendulum_data.save(path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["data.npz"]
 

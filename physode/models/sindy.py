@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..checks import positive_float, positive_int
-from ..errors import PhysodeError
+from ..errors import DataMisfitError, PhysodeError
 from .base import ContinuousModel
 
 INSTALL = 'the sindy model needs pysindy, an optional extra: pip install "physode[sindy]"'
@@ -106,7 +106,7 @@ class SINDy(ContinuousModel):
         inputs = samples.x if samples.u is None else torch.cat([samples.x, samples.u], dim=-1)
         theta = self.library(inputs.to(torch.float64)).numpy()
         if len(theta) < theta.shape[1]:  # underdetermined: any sparse pattern fits, none means anything
-            raise PhysodeError(f"the sindy library has {theta.shape[1]} terms but the data give only {len(theta)} "
+            raise DataMisfitError(f"the sindy library has {theta.shape[1]} terms but the data give only {len(theta)} "
                                "derivative samples; lower degree or frequencies, or give more (or denser) data")
         optimizer = pysindy.optimizers.STLSQ(threshold=self.threshold, alpha=1e-8, max_iter=50)
         with warnings.catch_warnings():  # a fit that keeps no term is refused below, in physode's words

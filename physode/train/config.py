@@ -97,5 +97,7 @@ class TrainResult:
     steps: int
     seconds: float
     best_val_error: float
-    stopped: str  #: "steps", "time_limit", "early_stopping", "interrupted" (SIGINT: checkpoint.pt written, no model.pt)
+    #: "steps", "time_limit", "early_stopping", "interrupted" (SIGINT) or "terminated" (SIGTERM); the last two
+    #: wrote checkpoint.pt and no model.pt
+    stopped: str
     history: list  #: the validation records of metrics.jsonl (its events left out)

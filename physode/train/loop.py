@@ -3,10 +3,9 @@ polish) and writes its results; one step, its rollback after a failure, and vali
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from ..devices import resolve_device
 from ..distributed import World
 from ..errors import PhysodeError, SolverError
 from ..files import make_folder
+from ..lock import folder_lock
 from ..models import DynamicsModel, SINDy
+from ..signals import STOPPED, StopSignals
 from .config import TrainConfig, TrainResult
 from .factory import check_compatible
 from .metrics import append_metrics, write_metrics
@@ -46,10 +47,14 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     than the run's (another :meth:`~physode.TrajectoryDataset.fingerprint`) is refused.
 
     A fresh run (no ``resume``) into an ``out_dir`` that already holds a run (``model.pt`` or ``checkpoint.pt``)
-    is refused, so that nothing trained is lost; ``overwrite=True`` replaces that run.
+    is refused, so that nothing trained is lost; ``overwrite=True`` replaces that run. The run holds the lock of
+    ``out_dir`` (:func:`~physode.lock.folder_lock`; rank 0 in a distributed run) from before it changes anything
+    there to its end: another run into that folder is refused at once. A checkpoint that cannot be written (a full
+    disk) stops the run with a PhysodeError, the last one written left whole to resume from.
 
-    SIGINT (Ctrl-C) stops between two steps: with ``out_dir`` the state is checkpointed, ``model.pt`` is
-    not written, and the result says ``stopped="interrupted"``; resume to continue.
+    SIGINT (Ctrl-C) and SIGTERM stop between two steps: with ``out_dir`` the state is checkpointed, ``model.pt``
+    is not written, and the result says ``stopped="interrupted"`` (SIGINT) or ``"terminated"`` (SIGTERM);
+    resume to continue.
 
     ``device``: where to train (``"auto"``: the GPU when present); the model is moved there and stays
     there, and so does the training data (once, before the first step). In a ``torch.distributed``
@@ -59,8 +64,16 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     if not isinstance(dataset, TrajectoryDataset):
         raise PhysodeError(f"dataset must be a TrajectoryDataset, got {type(dataset).__name__}")
     check_compatible(model, dataset)
-    if isinstance(model, SINDy):
-        return _fit_sparse(model, dataset, config, out_dir, resume, overwrite)
+    writes = out_dir is not None and World.current("cpu").main  # (only its rank matters here)
+    with folder_lock(out_dir) if writes else contextlib.nullcontext():
+        if isinstance(model, SINDy):
+            return _fit_sparse(model, dataset, config, out_dir, resume, overwrite)
+        return _fit_gradient(model, dataset, config, out_dir, progress, resume, overwrite, device)
+
+
+def _fit_gradient(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig, out_dir, progress: bool,
+                  resume: bool, overwrite: bool, device) -> TrainResult:
+    """:func:`fit` of a model trained by gradient steps (all but the sparse regression), its run folder held."""
     device = resolve_device(device)
     world = World.current(device)
     train = dataset.train
@@ -105,20 +118,24 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
 
     model.train()
     # the training phases, in order: each returns how it stopped, and a later phase runs only after "steps"
-    # (all done). Ctrl-C stops them between two steps; the finish (L-BFGS polish, model.pt) runs without the flag
-    with _SigintFlag() as sigint:
-        stopped = _warm_start(run, state, sigint) if state.phase == "warm_start" else "steps"
+    # (all done). SIGINT or SIGTERM stops them between two steps; the finish (L-BFGS polish, model.pt) runs
+    # without the handlers
+    with StopSignals() as stop:
+        stopped = _warm_start(run, state, stop) if state.phase == "warm_start" else "steps"
         if stopped == "steps":
-            stopped = _match_trajectories(run, state, sigint)
+            stopped = _match_trajectories(run, state, stop)
+    if stopped == "interrupted":  # the phases stop alike on either signal; the result names the one that came
+        stopped = stop.stopped
     return _finish(run, state, stopped)
 
 
 def _run_folder(out_dir, resume: bool, overwrite: bool) -> Path | None:
     """The run folder of ``out_dir`` (None without one), made for a fresh run; one that already holds a run is
-    refused for a fresh run unless ``overwrite``."""
+    refused for a fresh run unless ``overwrite``. (Called with the folder's lock held: on rank 0 the lock made it,
+    and removes it again if the run fails before writing anything.)"""
     if out_dir is None:
         return None
-    # resuming needs the folder of the run (its checkpoint): not made here, so a failed resume leaves nothing behind
+    # a resume needs the run's checkpoint: its folder is not made here
     out = Path(out_dir) if resume else make_folder(out_dir, "run folder")
     if not resume and not overwrite:
         held = [name for name in ("model.pt", "checkpoint.pt") if (out / name).exists()]
@@ -133,8 +150,8 @@ def _fit_sparse(model: SINDy, dataset: TrajectoryDataset, config: TrainConfig, o
     validated like the others, written to ``model.pt`` with its equations."""
     start = time.perf_counter()
     samples = _warm_start_samples(model, dataset, config)
+    model.fit_samples(samples)  # before the run folder: a library the data cannot determine leaves nothing
     out = _run_folder(out_dir, False, overwrite or resume)
-    model.fit_samples(samples)
     model.eval()
     val = dataset.part_or("val", "train", "validation")
     try:
@@ -162,7 +179,7 @@ def _warm_start_samples(model, dataset, config):
                            "(TrainConfig(warm_start=False), physode train --no-warm-start)") from None
 
 
-def _warm_start(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
+def _warm_start(run: Run, state: TrainerState, stop: StopSignals) -> str:
     """The first phase: fit the field to the estimated derivatives (:func:`~physode.collocation.fit_field`), from the
     initial weights (``state.good_model``, so that a run interrupted here and resumed repeats it exactly), then
     validate: its weights are the best so far, the ones trajectory matching starts from and must beat. A warm start
@@ -175,8 +192,8 @@ def _warm_start(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
     before = run.validation_error()  # the initial weights': a warm start that does worse is not kept
     budget = None if config.time_limit is None else config.warm_start_share * config.time_limit
     losses = fit_field(model, run.samples, steps=config.warm_steps, lr=config.warm_start_lr, seed=config.seed,
-                       time_limit=budget, stop=lambda: sigint.raised)
-    if sigint.raised:
+                       time_limit=budget, stop=lambda: stop.raised)
+    if stop.raised:
         return "interrupted"
     val_error = run.validation_error()
     kept = val_error < before  # derivatives too poor to estimate (very sparse data) can make a field worse than none
@@ -198,17 +215,18 @@ def _warm_start(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
     return "steps"
 
 
-def _match_trajectories(run: Run, state: TrainerState, sigint: _SigintFlag) -> str:
+def _match_trajectories(run: Run, state: TrainerState, stop: StopSignals) -> str:
     """The main phase: AdamW steps on windows until ``config.steps``, checkpointing as it goes.
 
-    Returns how it stopped: ``"steps"`` (all done), ``"early_stopping"``, ``"time_limit"`` or ``"interrupted"``.
+    Returns how it stopped: ``"steps"`` (all done), ``"early_stopping"``, ``"time_limit"`` or ``"interrupted"``
+    (by either signal of ``stop``).
     """
     config = run.config
     # a run that ended by early stopping stays ended when resumed (its final files may not have been written)
     stopped = "early_stopping" if state.stopped == "early_stopping" else "steps"
     while stopped == "steps" and state.step < config.steps:
         late = config.time_limit is not None and run.elapsed() > config.time_limit
-        interrupted, late = run.world.any(sigint.raised, late)  # every rank stops at the same step
+        interrupted, late = run.world.any(stop.raised, late)  # every rank stops at the same step
         if interrupted or late:
             stopped = "interrupted" if interrupted else "time_limit"
             break
@@ -233,7 +251,7 @@ def _finish(run: Run, state: TrainerState, stopped: str) -> TrainResult:
     if run.writer is not None:  # the current weights, so that a resume continues exactly here
         state.seconds = run.elapsed()
         save_run(run, state)
-    if stopped == "interrupted":
+    if stopped in STOPPED:  # by a signal: resumed later, so no model.pt yet
         model.load_state_dict(state.best_weights)
         model.eval()
         return TrainResult(model, state.step, state.seconds, state.best, stopped, state.validations)
@@ -368,21 +386,3 @@ def _log(run: Run, state: TrainerState, record: dict) -> None:
     state.history.append(record)
     if run.writer is not None:
         append_metrics(run.writer / "metrics.jsonl", record)
-
-
-class _SigintFlag:
-    """Within the block, SIGINT (Ctrl-C) sets ``raised`` instead of interrupting (main thread only)."""
-
-    def __enter__(self):
-        self.raised, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.raised = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        return False

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 from ..errors import FileFormatError
-from ..files import atomic_write
+from ..files import atomic_append, atomic_write
 
 
 def append_metrics(path, record: dict) -> None:
-    """Append ``record`` as one line to ``metrics.jsonl`` at ``path`` (a line cut short by a kill is skipped on reading)."""
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    """Append ``record`` as one line to ``metrics.jsonl`` at ``path``, whole or not at all
+    (:func:`~physode.files.atomic_append`: its line never interleaves with another process's, and a full disk
+    leaves the file as it was, with a PhysodeError)."""
+    atomic_append(path, (json.dumps(record) + "\n").encode(), "metrics")
 
 
 def write_metrics(path, records) -> None:

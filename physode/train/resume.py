@@ -23,12 +23,22 @@ WITHOUT_LATER_SETTINGS = {"warm_start": False}
 
 
 def save_run(run: Run, state: TrainerState) -> None:
-    """Write ``checkpoint.pt`` into the run folder (atomically: a kill leaves the previous one whole)."""
-    save_checkpoint(
-        run.out / "checkpoint.pt", run.model, system_spec=run.dataset.system_spec, data=run.data_id,
-        trainer={**state.to_payload(), "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(),
-                 "generator": run.windows.generator.get_state(), "config": run.config.resumable()},
-    )
+    """Write ``checkpoint.pt`` into the run folder (atomically: a kill leaves the previous one whole).
+
+    A write that fails (a full disk) stops the run with a PhysodeError that says so and how to go on; it is not
+    retried: the cause outlasts a retry, and the previous checkpoint, whole, is what a resume continues from.
+    """
+    path = run.out / "checkpoint.pt"
+    try:
+        save_checkpoint(
+            path, run.model, system_spec=run.dataset.system_spec, data=run.data_id,
+            trainer={**state.to_payload(), "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(),
+                     "generator": run.windows.generator.get_state(), "config": run.config.resumable()},
+        )
+    except PhysodeError as exc:
+        kept = ("then continue from the last checkpoint written, which is whole, with resume (--resume)"
+                if path.exists() else "nothing was checkpointed yet")
+        raise PhysodeError(f"training stopped at step {state.step}: {exc}; {kept}") from None
 
 
 def resume_state(out: Path | None, dataset: TrajectoryDataset, data_id: str, config: TrainConfig, model: DynamicsModel,
