@@ -84,3 +84,12 @@ def test_bench_scale_quick(tmp_path):
     assert all(r["steps"] == 20 and r["steps_per_s"] > 0 for r in raw["training"])
     assert raw["efficiency"] > 0 and raw["weak_efficiency"] > 0 and "scaling efficiency" in out
     assert (tmp_path / "bench_scale_quick.png").exists()
+
+
+def test_nbody_bodies_quick(tmp_path):
+    out = run("nbody_bodies.py", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path))
+    assert "| interaction |" in (tmp_path / "compare_nbody2_smoke.md").read_text()
+    raw = json.loads((tmp_path / "nbody_bodies_smoke.json").read_text())
+    assert set(raw) - {"provenance"} == {"2", "3", "4", "5"} and "| 5 | 2 |" in out
+    for scores in (raw[n] for n in ("2", "3", "4", "5")):  # a pair model of one smoke training, on every n
+        assert 0 < scores["field_error_test"] < 1 and scores["valid_time"] > 0
