@@ -374,6 +374,34 @@ class TrajectoryDataset:
         """``(N, T)`` True at the observations with ``t <= t_train`` (the part of each trajectory to train on)."""
         return (self.times <= self.t_train) & self.mask
 
+    def spacing(self) -> float:
+        """The median interval between consecutive observations within the training horizon, over all trajectories."""
+        return float(self.times.diff(dim=1)[self._training_intervals()].median())
+
+    def time_scale(self) -> float:
+        """How fast the motion is: the median time it takes the observed state to move by one standard deviation.
+
+        From consecutive observations within the training horizon: ``dt / ||dx / std||``, with ``std`` the
+        per-state standard deviation of those observations (states that do not vary are left out). On a coarse
+        grid the chord between two observations cuts corners, so the estimate is an upper bound there. A harmonic
+        oscillator of angular frequency ``w`` (a small pendulum swing) gives ``1 / (sqrt(2) w)``.
+        """
+        observed, both = self.train_time_mask, self._training_intervals()
+        x = self.x.double()
+        std = x[observed].std(0)
+        varies = std > 1e-12 * std.max().clamp_min(1e-300)
+        moved = ((x.diff(dim=1)[..., varies] / std[varies]) ** 2).sum(-1).sqrt()[both]
+        dt = self.times.double().diff(dim=1)[both]
+        return float((dt / moved.clamp_min(1e-300)).median())
+
+    def _training_intervals(self) -> torch.Tensor:
+        """``(N, T-1)`` True where observations ``k`` and ``k + 1`` both lie within the training horizon."""
+        observed = self.train_time_mask
+        both = observed[:, 1:] & observed[:, :-1]
+        if not bool(both.any()):
+            raise PhysodeError("no trajectory has two observations before t_train; raise t_train")
+        return both
+
     def subset(self, index) -> TrajectoryDataset:
         """The trajectories selected by ``index`` (boolean mask or integer indices), as a new dataset."""
         n = len(self)

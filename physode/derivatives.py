@@ -42,6 +42,22 @@ STENCIL_POINTS = 7
 STENCIL_AGREEMENT = 1e-2
 
 
+#: The fewest observations per time scale of the motion (:meth:`~physode.TrajectoryDataset.time_scale`) at which
+#: the automatic estimates are worth fitting a field to: on coarser grids every stencil and spline cuts across
+#: the motion, and a field fitted to their error is a worse start for trajectory matching than none.
+LEAST_RESOLUTION = 2.0
+
+
+def coarse_grid(dataset) -> str | None:
+    """Why ``dataset``'s training observations are too coarse for the automatic derivative estimates (None when
+    they are not): fewer than :data:`LEAST_RESOLUTION` observations per time scale of the motion."""
+    resolution = dataset.time_scale() / dataset.spacing()
+    if resolution >= LEAST_RESOLUTION:
+        return None
+    return (f"the observations are too coarse for derivative estimates: {resolution:.2g} per time scale of the motion "
+            f"(spacing {dataset.spacing():.3g}, time scale {dataset.time_scale():.3g}), {LEAST_RESOLUTION:g} needed")
+
+
 class DerivativeSamples(typing.NamedTuple):
     """Samples of the field: ``t (M,)``, ``x (M, D)``, ``dxdt (M, D)`` and ``u (M, C)`` or None, float64."""
 

@@ -279,3 +279,18 @@ def test_bad_generate_arguments(kwargs, word):
     args = {"system": Pendulum(), "n_trajectories": 4, "t_end": 2.0, "dt": 0.5, **kwargs}
     with pytest.raises(PhysodeError, match=word):
         TrajectoryDataset.generate(**args)
+
+
+def test_the_time_scale_of_a_harmonic_oscillator_is_one_over_root_two_omega():
+    """x = (cos wt, -w sin wt) moves on an ellipse whose standardised form is a circle of radius sqrt(2), at
+    speed sqrt(2) w: one standard deviation takes 1 / (sqrt(2) w); over whole periods, on a fine grid."""
+    w = 3.0
+    t = torch.linspace(0.0, 10 * 2 * np.pi / w, 4001, dtype=torch.float64)
+    x = torch.stack([torch.cos(w * t), -w * torch.sin(w * t)], dim=-1).expand(4, -1, -1)
+    data = TrajectoryDataset.from_arrays(t, x, t_train=float(t[-1]))
+    assert data.spacing() == pytest.approx(float(t[1]), rel=1e-9)
+    assert data.time_scale() == pytest.approx(1 / (np.sqrt(2) * w), rel=1e-3)
+    slower = TrajectoryDataset.from_arrays(3 * t, x, t_train=3 * float(t[-1]))  # the same motion, three times slower
+    assert slower.time_scale() == pytest.approx(3 * data.time_scale(), rel=1e-9)
+    with pytest.raises(PhysodeError, match="two observations before t_train"):
+        TrajectoryDataset.from_arrays(t, x, t_train=float(t[1]) / 2).time_scale()

@@ -29,10 +29,14 @@ def test_ground_truth_quick(tmp_path):
 def test_bench_train_quick(tmp_path):
     out = run("bench_train.py", "--results", str(tmp_path), "--figures", str(tmp_path))
     raw = json.loads((tmp_path / "bench_train.json").read_text())
-    assert "physode fit (defaults)" in out and (tmp_path / "bench_train.png").exists()
-    ours, base = raw["physode"], raw["baseline"]
-    # equal step budgets (deterministic): the trainer's defaults learn a better field than the plain loop
-    assert ours["steps"] == 100 and ours["field_error"] < 0.75 * base["field_error"]
+    assert "| clean | defaults |" in out and (tmp_path / "bench_train.png").exists()
+    runs = raw["runs"]
+    assert len(runs) == 6 and all(r["steps"] == 100 for r in runs.values())
+    # equal step budgets (deterministic): the defaults learn a better field than the plain loop, and on clean and
+    # noisy data a better one than the old trainer (the warm start's doing)
+    assert runs["clean | defaults"]["field_error"] < 0.75 * raw["baseline"]["field_error"]
+    for case in ("clean", "noisy (1%)"):
+        assert runs[f"{case} | defaults"]["field_error"] < 0.5 * runs[f"{case} | old trainer (warm start off)"]["field_error"]
 
 
 def test_compare_all_quick(tmp_path):

@@ -278,3 +278,19 @@ def test_a_damaged_trainer_state_is_refused_on_resume(damage, small_pendulum, tm
     with pytest.raises(physode.FileFormatError, match="checkpoint.pt holds a damaged trainer state"):
         fit(build_model("node", small_pendulum, hidden=8), small_pendulum, config.__class__(**{**vars(config), "steps": 6}),
             out_dir=tmp_path, resume=True)
+
+
+def test_the_training_solver_steps_at_the_spacing_or_finer_where_the_motion_outruns_it():
+    """RK4 at the spacing of a grid that resolves the pendulum's motion (0.1 against a time scale of about 0.3),
+    finer on a grid that does not (0.5 irregular), and at the step asked for when one is."""
+    from physode.train.run import STEPS_PER_TIME_SCALE, TrainingSolver
+
+    dense = TrajectoryDataset.generate(physode.Pendulum(), 16, 6.0, 0.1, seed=0)
+    sparse = TrajectoryDataset.generate(physode.Pendulum(), 16, 6.0, 0.5, irregular=True, seed=0)
+    model = build_model("node", dense, hidden=8)
+    step = TrainingSolver(model, dense, TrainConfig()).settings["step_size"]
+    assert step == pytest.approx(0.1, rel=1e-9)
+    step = TrainingSolver(model, sparse, TrainConfig()).settings["step_size"]
+    assert step == pytest.approx(sparse.train.time_scale() / STEPS_PER_TIME_SCALE, rel=1e-12)
+    assert 0.08 < step < 0.5 * sparse.train.spacing()
+    assert TrainingSolver(model, sparse, TrainConfig(train_step=0.3)).settings["step_size"] == 0.3

@@ -88,11 +88,31 @@ def test_data_too_sparse_for_derivatives_is_refused_before_anything_is_written(t
 
 
 def test_a_warm_start_worse_than_no_warm_start_is_undone():
-    """20 random times per trajectory: too sparse for derivatives; the warm start must not leave a worse field."""
+    """20 random times per trajectory: too sparse for derivatives; a warm start asked for with a named estimate
+    (not skipped as the automatic one is) must not leave a worse field."""
     sparse = TrajectoryDataset.generate(physode.Pendulum(), 24, 10.0, 10.0 / 19, irregular=True, seed=0, t_train=5.0)
     torch.manual_seed(0)
     model = build_model("node", sparse, hidden=32)
-    result = fit(model, sparse, TrainConfig(steps=10, val_every=5, warm_start_steps=2000, train_step=0.1))
+    result = fit(model, sparse, TrainConfig(steps=10, val_every=5, warm_start_steps=2000, train_step=0.1,
+                                            derivatives="interpolate"))
     warm = result.history[0]
     assert warm["phase"] == "warm_start" and warm["kept"] is False
     assert result.history[1]["lr"] > TrainConfig().refine_lr  # trajectory matching at lr, as without a warm start
+
+
+@pytest.mark.parametrize("dt, skipped", [(0.1, False), (0.5, True)])
+def test_the_automatic_warm_start_is_skipped_on_a_grid_too_coarse_for_derivatives(dt, skipped, tmp_path):
+    """The pendulum's time scale is about 0.3: a grid of 0.1 resolves it three times over, one of 0.5 not even once
+    (there the derivative estimates are the error they fit); the skip is an event in metrics.jsonl."""
+    data = TrajectoryDataset.generate(physode.Pendulum(), 16, 6.0, dt, irregular=True, seed=0)
+    assert (physode.derivatives.coarse_grid(data.train) is not None) == skipped
+    torch.manual_seed(0)
+    result = fit(build_model("node", data, hidden=8), data, TrainConfig(steps=4, val_every=2, batch_size=4),
+                 out_dir=tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    if skipped:
+        assert records[0]["event"] == "warm_start_skipped" and "too coarse for derivative estimates" in records[0]["cause"]
+        assert all(r.get("phase") != "warm_start" for r in records)
+        assert result.history[0]["lr"] > TrainConfig().refine_lr  # trajectory matching at lr, as without a warm start
+    else:
+        assert records[0]["phase"] == "warm_start" and not any("event" in r for r in records)

@@ -33,13 +33,17 @@ class TrainConfig:
     grad_clip: float = 1.0  #: max gradient norm
     lbfgs_steps: int = 0  #: L-BFGS iterations after AdamW (small models), on one fixed batch
     train_solver: str | None = "rk4"  #: solver for training windows and validation; None: the model's own
-    train_step: float | None = None  #: its step (default: the dataset's median observation spacing)
+    #: its step (default: the median observation spacing, at most the motion's time scale / 2.5: see
+    #: physode.train.run.STEPS_PER_TIME_SCALE)
+    train_step: float | None = None
     val_every: int = 100  #: steps between validation rollouts (and metrics lines)
     patience: int = 10  #: validations without improvement, after the curriculum, before stopping
     checkpoint_every: int = 500  #: steps between checkpoints (with out_dir)
     max_failures: int = 5  #: solver failures / non-finite losses in a row before giving up
     seed: int = 0  #: seed of the window sampling (and of the warm start's minibatches)
-    warm_start: bool = True  #: first fit the field to estimated derivatives (no ODE solve), then match trajectories
+    #: first fit the field to estimated derivatives (no ODE solve), then match trajectories; with automatic
+    #: derivatives, skipped on grids too coarse for them (see physode.derivatives.LEAST_RESOLUTION)
+    warm_start: bool = True
     warm_start_steps: int | None = None  #: Adam steps of the warm start (default: 2 x steps, at most 5000)
     warm_start_share: float = 0.5  #: the most of time_limit the warm start may take
     warm_start_lr: float = 1e-2  #: its learning rate (cosine decay)

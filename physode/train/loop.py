@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import save_checkpoint
 from ..checks import affordable
 from ..collocation import field_samples, fit_field
+from ..derivatives import coarse_grid
 from ..data import TrajectoryDataset
 from ..devices import resolve_device
 from ..distributed import World
@@ -81,6 +82,9 @@ def _fit_gradient(model: DynamicsModel, dataset: TrajectoryDataset, config: Trai
                f"a training batch of batch_size={config.batch_size} windows", "pass a smaller batch_size")
     # before the run folder: data too sparse for derivatives are refused with nothing written
     samples = _warm_start_samples(model, dataset, config) if config.warm_start else None
+    coarse = coarse_grid(train) if samples is not None and config.derivatives == "auto" else None
+    if coarse is not None:  # trajectory matching alone, from the initial weights, at its learning rate
+        samples = None
     out = _run_folder(out_dir, resume, overwrite)
     data_id = None if out is None else dataset.fingerprint()  # recorded in the run's files only
 
@@ -89,7 +93,7 @@ def _fit_gradient(model: DynamicsModel, dataset: TrajectoryDataset, config: Trai
     if not resume:
         model.set_normalization(seen.mean(0), seen.std(0).clamp_min(1e-6))
     windows = WindowSampler(train, model.torch_dtype, config.seed, device, world)
-    lr = config.refine_lr if config.warm_start else config.lr
+    lr = config.refine_lr if samples is not None else config.lr
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
@@ -99,7 +103,7 @@ def _fit_gradient(model: DynamicsModel, dataset: TrajectoryDataset, config: Trai
         if world.main:
             write_metrics(out / "metrics.jsonl", state.history)  # drop lines written after the checkpoint
     else:
-        state = TrainerState.fresh(model, optimizer, warm_start=config.warm_start)
+        state = TrainerState.fresh(model, optimizer, warm_start=samples is not None)
         if out is not None and world.main:  # a fresh run in an old folder: nothing of the old run may pass for this one's
             for name in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
                 (out / name).unlink(missing_ok=True)
@@ -115,6 +119,8 @@ def _fit_gradient(model: DynamicsModel, dataset: TrajectoryDataset, config: Trai
               val_mask=val.train_time_mask[shard].to(device), val_u=None if val.u is None else val.u[shard].to(device),
               samples=samples, start_time=time.perf_counter() - state.seconds,
               bar=tqdm(total=config.steps, initial=state.step, desc="train", disable=not (progress and world.main)))
+    if coarse is not None and not resume:
+        _log(run, state, {"step": 0, "event": "warm_start_skipped", "cause": coarse})
 
     model.train()
     # the training phases, in order: each returns how it stopped, and a later phase runs only after "steps"
@@ -382,7 +388,8 @@ def _scale_learning_rate(optimizer, schedule, factor: float) -> None:
 
 def _log(run: Run, state: TrainerState, record: dict) -> None:
     """Keep ``record`` in the run's history and append it to ``metrics.jsonl``: a validation, or an event
-    (``"event": "rollback"`` after a solver failure or non-finite loss, ``"stopped"`` when giving up)."""
+    (``"event": "rollback"`` after a solver failure or non-finite loss, ``"stopped"`` when giving up,
+    ``"warm_start_skipped"`` on a grid too coarse for derivative estimates)."""
     state.history.append(record)
     if run.writer is not None:
         append_metrics(run.writer / "metrics.jsonl", record)

@@ -17,6 +17,12 @@ from .config import TrainConfig
 from .windows import WindowSampler, relative_errors
 
 
+#: The training solver's default step is the observation spacing, but at most the motion's time scale
+#: (:meth:`~physode.TrajectoryDataset.time_scale`) over this: trained with RK4 steps coarser than that (sparse
+#: observations), a field learns to make up for the solver's error instead of following the true one.
+STEPS_PER_TIME_SCALE = 2.5
+
+
 class TrainingSolver:
     """Context in which a continuous model integrates with the trainer's solver (restored on exit).
 
@@ -28,7 +34,8 @@ class TrainingSolver:
         self.model = model
         self.active = config.train_solver is not None and isinstance(model, ContinuousModel)
         if self.active:
-            step = config.train_step or float(dataset.times.diff(dim=1).median())
+            train = dataset.train
+            step = config.train_step or min(train.spacing(), train.time_scale() / STEPS_PER_TIME_SCALE)
             self.settings = {"solver": config.train_solver, "step_size": step}
 
     def __enter__(self):
