@@ -31,7 +31,9 @@ def test_bench_train_quick(tmp_path):
     raw = json.loads((tmp_path / "bench_train.json").read_text())
     assert "| clean | defaults |" in out and (tmp_path / "bench_train.png").exists()
     runs = raw["runs"]
-    assert len(runs) == 6 and all(r["steps"] == 100 for r in runs.values())
+    # on the sparse grid the defaults skip the warm start: the old trainer's run would be the same one
+    assert raw["warm_start_skipped"] == ["sparse (21 irregular times)"] and "sparse (21 irregular times) | defaults" in runs
+    assert len(runs) == 5 and all(r["steps"] == 100 for r in runs.values())
     # equal step budgets (deterministic): the defaults learn a better field than the plain loop, and on clean and
     # noisy data a better one than the old trainer (the warm start's doing)
     assert runs["clean | defaults"]["field_error"] < 0.75 * raw["baseline"]["field_error"]

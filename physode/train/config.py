@@ -24,7 +24,9 @@ class TrainConfig:
     steps: int = 3000  #: optimiser steps (AdamW)
     time_limit: float | None = None  #: stop after this many seconds of training
     batch_size: int = 128  #: windows per step
-    window: int = 20  #: final window length, in observation intervals
+    #: final window length, in observation intervals (at most 7 time scales of the motion: see
+    #: physode.train.run.WINDOW_TIME_SCALES)
+    window: int = 20
     window_start: int | None = None  #: first window length of the curriculum (default min(4, window))
     curriculum: float = 0.5  #: share of the steps over which the window grows
     lr: float = 3e-3  #: AdamW's learning rate (cosine decay) when trajectory matching starts from scratch

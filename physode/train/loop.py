@@ -281,7 +281,7 @@ def _train_step(run: Run, state: TrainerState) -> str:
     """
     config, model, optimizer = run.config, run.model, run.optimizer
     step = state.step
-    window = curriculum_window(config, step)
+    window = min(curriculum_window(config, step), run.longest_window)
     x, t, u, mask, scale = run.windows.sample(config.batch_size, window)
     try:
         try:
@@ -360,7 +360,7 @@ def _lbfgs_polish(run: Run, state: TrainerState) -> None:
     becomes the best if it validates better (a solver failure in the polish leaves the weights as they were)."""
     model, config = run.model, run.config
     model.load_state_dict(state.best_weights)
-    x, t, u, mask, scale = run.windows.sample(4 * config.batch_size, config.window)
+    x, t, u, mask, scale = run.windows.sample(4 * config.batch_size, run.longest_window)
     optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=config.lbfgs_steps, line_search_fn="strong_wolfe")
 
     def closure():

@@ -4,6 +4,7 @@ beside the changing :class:`~physode.train.state.TrainerState`, and the solver t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -21,6 +22,12 @@ from .windows import WindowSampler, relative_errors
 #: (:meth:`~physode.TrajectoryDataset.time_scale`) over this: trained with RK4 steps coarser than that (sparse
 #: observations), a field learns to make up for the solver's error instead of following the true one.
 STEPS_PER_TIME_SCALE = 2.5
+
+
+#: A training window spans at most this many time scales of the motion: what the default window (20 observations)
+#: spans on a grid that resolves a pendulum's swing. On a coarser grid a window of as many observations rolls out
+#: over many swings, which makes each step slower and the loss harder to descend, with no more to learn from.
+WINDOW_TIME_SCALES = 7.0
 
 
 class TrainingSolver:
@@ -78,6 +85,14 @@ class Run:
     samples: DerivativeSamples | None  #: what the warm start fits the field to (None without one)
     start_time: float  #: time.perf_counter() when training began (on resume: as if it had run without a break)
     bar: object  #: the tqdm progress bar of the optimiser steps
+
+    @functools.cached_property
+    def longest_window(self) -> int:
+        """The final window length, in observation intervals: ``config.window``, but at most
+        :data:`WINDOW_TIME_SCALES` time scales of the motion (and at least ``config.window_start``)."""
+        train, config = self.dataset.train, self.config
+        span = round(WINDOW_TIME_SCALES * train.time_scale() / train.spacing())
+        return max(config.window_start, min(config.window, span))
 
     @property
     def writer(self) -> Path | None:
