@@ -6,7 +6,8 @@ The public API, re-exported from one place:
   subclass or an :class:`ODESystem` from a function; :func:`register_system`, :func:`make_system`
 * simulation: :func:`simulate` (batched float64 ground truth, per-trajectory error control)
 * data: :class:`TrajectoryDataset` (generate, split, save, load)
-* learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`
+* learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`;
+  ensembles of them: :class:`Ensemble`
 * training: :func:`fit`, :class:`TrainConfig`, :func:`build_model`; checkpoints: :func:`load_model`
 * evaluation: :func:`compare` -> :class:`Report`; chaos: :func:`largest_lyapunov_exponent`
 * errors: :class:`PhysodeError` and its subclasses
@@ -18,7 +19,8 @@ from .evaluate import Report, compare
 from .errors import (DataMisfitError, FileFormatError, PhysodeError, PhysodeWarning, SolverError, UnknownNameError,
                      UnknownSystemError)
 from .checkpoint import load_model, save_checkpoint
-from .models import MODELS, AugmentedNeuralODE, DynamicsModel, HamiltonianODE, NeuralODE, ODEBlock, ResNetStep
+from .models import (MODELS, AugmentedNeuralODE, DynamicsModel, Ensemble, HamiltonianODE, NeuralODE, ODEBlock,
+                     ResNetStep)
 from .simulate import METHODS, simulate
 from .train import TrainConfig, TrainResult, build_model, fit
 from .systems import (SYSTEMS, CartPole, DoublePendulum, Duffing, Lorenz, MechanicalSystem, NBody, ODESystem, Pendulum,
@@ -36,6 +38,7 @@ __all__ = [
     "Duffing",
     "Lorenz",
     "DynamicsModel",
+    "Ensemble",
     "HamiltonianODE",
     "NeuralODE",
     "ODESystem",

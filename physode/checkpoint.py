@@ -1,5 +1,7 @@
 """Model checkpoints: one ``.pt`` file with the model's class, configuration, weights and normalisation,
-the system it was trained on, and (for ``--resume``) the trainer's state.
+the system it was trained on, and (for ``--resume``) the trainer's state. An :class:`~physode.Ensemble` is one
+model there: class ``Ensemble``, a configuration naming its members' class and configuration and ``K``, and one
+state_dict with every member's weights and normalisation and its bootstrap counts.
 
 Files are written atomically and read with ``torch.load(weights_only=True)``: loading never executes
 code from the file. A corrupt, foreign or mismatched file raises a :class:`~physode.FileFormatError`.
@@ -18,12 +20,14 @@ import torch
 from .devices import resolve_device
 from .errors import FileFormatError, PhysodeError, UnknownSystemError
 from .files import atomic_write
-from .models import MODELS, DynamicsModel
+from .models import MODELS, DynamicsModel, Ensemble
 from .systems import system_from_spec
 
 FORMAT = "physode.checkpoint"
 FORMAT_VERSION = 1
-CLASSES = {cls.__name__: cls for cls in MODELS.values()}
+#: The classes a checkpoint may name, by name: physode's own models, and ensembles of them (whose members' classes
+#: are looked up among the same models).
+CLASSES = {cls.__name__: cls for cls in (*MODELS.values(), Ensemble)}
 
 
 def refuse_other_system(model, system_spec, where: str, fix: str, name: str = "the model") -> None:
@@ -95,9 +99,12 @@ def load_model(path, map_location="cpu", expected: type | None = None) -> Dynami
     entry = payload["model"]
     cls = CLASSES[entry["class"]]
     if expected is not None and not issubclass(cls, expected):
-        raise FileFormatError(f"{str(path)!r} holds a {entry['class']}, not a {expected.__name__}")
+        fix = ("; train an ensemble (physode train --ensemble K, or physode.build_model(name, data, ensemble=K)) or "
+               "load this one without expected=Ensemble") if expected is Ensemble else ""
+        held, wanted = (f"{'an' if name[0] in 'AEIOU' else 'a'} {name}" for name in (entry["class"], expected.__name__))
+        raise FileFormatError(f"{str(path)!r} holds {held}, not {wanted}{fix}")
     try:
-        model = cls(**entry["config"]).to(device)
+        model = cls.from_config(entry["config"]).to(device)
         model.load_state_dict(entry["state_dict"])
     except (TypeError, RuntimeError, PhysodeError) as exc:
         raise FileFormatError(f"{str(path)!r} has a configuration or weights that do not fit {entry['class']}: {exc}") from None

@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"steps between checkpoints (default {TrainConfig.checkpoint_every})")
     train.add_argument("--val-every", type=int, default=TrainConfig.val_every,
                        help=f"steps between validations and metrics lines (default {TrainConfig.val_every})")
+    train.add_argument("--ensemble", type=int, default=None, metavar="K",
+                       help="train an ensemble of K models (distinct initial weights, one batched run; default: "
+                            "one model)")
+    train.add_argument("--no-bootstrap", action="store_true",
+                       help="with --ensemble: every member trains on all training trajectories (default: each on its "
+                            "own bootstrap resample of them, drawn with --seed)")
     train.add_argument("--no-warm-start", action="store_true",
                        help="no derivative-matching warm start: trajectory matching from the initial weights")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
@@ -210,12 +216,16 @@ def _simulate(args) -> None:
 
 def _train(args) -> int | None:
     """Under torchrun (``torchrun --nproc_per_node=N -m physode train ...``) this trains data parallel."""
+    if args.no_bootstrap and args.ensemble is None:
+        raise PhysodeError("--no-bootstrap applies to an ensemble's members: pass --ensemble K too, or leave it out")
     dataset = TrajectoryDataset.load(args.data)
     config = TrainConfig(steps=args.steps, time_limit=args.time_limit, seed=args.seed, batch_size=args.batch_size,
                          checkpoint_every=args.checkpoint_every, val_every=args.val_every,
                          warm_start=not args.no_warm_start)
     torch.manual_seed(config.seed)
-    model = build_model(args.model, dataset)
+    ensemble = {} if args.ensemble is None else {"ensemble": args.ensemble, "bootstrap": not args.no_bootstrap,
+                                                 "bootstrap_seed": args.seed}
+    model = build_model(args.model, dataset, **ensemble)
     with process_group(args.device):
         result = fit(model, dataset, config, out_dir=args.out, progress=not args.quiet and sys.stderr.isatty(),
                      resume=args.resume, overwrite=args.overwrite, device=args.device)
@@ -226,11 +236,14 @@ def _train(args) -> int | None:
               f"`physode train --data {args.data} --model {args.model} --out {args.out} --steps {args.steps} "
               f"--seed {args.seed} --batch-size {args.batch_size} --checkpoint-every {args.checkpoint_every} "
               f"--val-every {args.val_every} " + ("--no-warm-start " if args.no_warm_start else "")
+              + (f"--ensemble {args.ensemble} " if args.ensemble is not None else "")
+              + ("--no-bootstrap " if args.no_bootstrap else "")
               + (f"--time-limit {args.time_limit} " if args.time_limit is not None else "")
               + f"--device {args.device} {'--quiet ' if args.quiet else ''}--resume`",
               file=sys.stderr)
         return exit_code(result.stopped)
-    print(f"trained {args.model} on {dataset.name}: {result.steps} steps in {result.seconds:.1f}s, "
+    what = args.model if args.ensemble is None else f"an ensemble of {args.ensemble} {args.model} models"
+    print(f"trained {what} on {dataset.name}: {result.steps} steps in {result.seconds:.1f}s, "
           f"best validation error {result.best_val_error:.3g} (stopped: {result.stopped}); wrote {args.out}/model.pt")
 
 

@@ -59,12 +59,15 @@ def coarse_grid(dataset) -> str | None:
 
 
 class DerivativeSamples(typing.NamedTuple):
-    """Samples of the field: ``t (M,)``, ``x (M, D)``, ``dxdt (M, D)`` and ``u (M, C)`` or None, float64."""
+    """Samples of the field: ``t (M,)``, ``x (M, D)``, ``dxdt (M, D)`` and ``u (M, C)`` or None, float64;
+    ``trajectory (M,)`` (int64, or None) the row of the training split each sample comes from (what an ensemble's
+    bootstrap resamples weigh them by)."""
 
     t: torch.Tensor
     x: torch.Tensor
     dxdt: torch.Tensor
     u: torch.Tensor | None
+    trajectory: torch.Tensor | None = None
 
 
 def stencil_weights(offsets) -> np.ndarray:
@@ -137,11 +140,13 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
         dt = float(times[0, 1] - times[0, 0])
         dxdt = stencil_derivatives(x[:, :count], dt, points)
         keep = mask[:, :count] & _stencils_agree(dxdt, stencil_derivatives(x[:, :count], dt, max(points - 2, 3)))
-        return DerivativeSamples(times[:, :count][keep], x[:, :count][keep], dxdt[keep], None)
+        return DerivativeSamples(times[:, :count][keep], x[:, :count][keep], dxdt[keep], None, _rows_of(keep))
     smoothing = method == "spline" or (method == "auto" and not noise_free)
+    kept = [i for i, k in enumerate(lengths.tolist()) if k >= 2]  # the rows of the training split sampled
     rows = [(times[i, :k].numpy(), x[i, :k].numpy()) for i, k in enumerate(lengths.tolist()) if k >= 2]
     short = [len(t) for t, _ in rows if len(t) < 6]
     if method == "auto" and len(short) < len(rows):  # the trajectories long enough carry the estimate
+        kept = [i for i, (t, _) in zip(kept, rows, strict=True) if len(t) >= 6]
         rows, short = [(t, states) for t, states in rows if len(t) >= 6], []
     if short:
         raise PhysodeError(f"{len(short)} training trajectories have fewer than 6 observations before t_train "
@@ -152,8 +157,9 @@ def estimate_derivatives(dataset, method: str = "auto", points: int = STENCIL_PO
     if smoothing:
         _check_signal(rows, splines, dataset.state_names)
     cat = np.concatenate
+    trajectory = torch.cat([torch.full((len(t),), i, dtype=torch.int64) for i, (t, _) in zip(kept, rows, strict=True)])
     return DerivativeSamples(*(torch.from_numpy(cat(part)) for part in ([t for t, _ in rows], [s for _, s in rows], dxdt)),
-                             None)
+                             None, trajectory)
 
 
 #: The least share of the observations' variance (about each trajectory's mean) that the smoothing splines must
@@ -193,7 +199,12 @@ def _midpoints(times: torch.Tensor, x: torch.Tensor, u: torch.Tensor, mask: torc
     dxdt = x.diff(dim=1) / steps.unsqueeze(-1)
     middle = (x[:, 1:] + x[:, :-1]) / 2
     t_mid = times[:, :-1] + steps / 2
-    return DerivativeSamples(t_mid[both], middle[both], dxdt[both], u[both])
+    return DerivativeSamples(t_mid[both], middle[both], dxdt[both], u[both], _rows_of(both))
+
+
+def _rows_of(keep: torch.Tensor) -> torch.Tensor:
+    """The row of each True entry of ``keep: (N, T)``, in the order that boolean indexing takes them: ``(M,)``."""
+    return torch.arange(keep.shape[0]).unsqueeze(1).expand_as(keep)[keep]
 
 
 
@@ -211,4 +222,4 @@ def step_differences(dataset, dt: float) -> DerivativeSamples:
                            "with the data's step (physode.build_model does)")
     dxdt = train.x.diff(dim=1) / dt
     u = None if train.u is None else train.u[both]
-    return DerivativeSamples(train.times[:, :-1][both], train.x[:, :-1][both], dxdt[both], u)
+    return DerivativeSamples(train.times[:, :-1][both], train.x[:, :-1][both], dxdt[both], u, _rows_of(both))

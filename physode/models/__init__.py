@@ -1,11 +1,12 @@
 """Learned dynamics models; each answers ``rollout(x0, t, u=None)`` and ``vector_field(t, x, u=None)``.
 
 ``MODELS`` maps the short names used by the CLI (``node``, ``anode``, ``resnet``, ``hnn``, ``interaction``, ``sindy``)
-to classes.
+to classes. :class:`Ensemble` holds ``K`` models of one of them.
 """
 
 from .augmented import AugmentedNeuralODE
 from .base import ContinuousModel, DynamicsModel
+from .ensemble import ContinuousEnsemble, Ensemble, EnsemblePrediction, bootstrap_counts
 from .hamiltonian import HamiltonianODE
 from .interaction import InteractionODE
 from .neural_ode import NeuralODE
@@ -22,8 +23,11 @@ __all__ = [
     "MLP",
     "MODELS",
     "AugmentedNeuralODE",
+    "ContinuousEnsemble",
     "ContinuousModel",
     "DynamicsModel",
+    "Ensemble",
+    "EnsemblePrediction",
     "HamiltonianODE",
     "InteractionODE",
     "NeuralODE",
@@ -31,4 +35,5 @@ __all__ = [
     "ResNetStep",
     "SINDy",
     "SigmoidForm",
+    "bootstrap_counts",
 ]

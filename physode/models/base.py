@@ -53,6 +53,11 @@ class DynamicsModel(nn.Module):
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names}
 
+    @classmethod
+    def from_config(cls, config: dict) -> DynamicsModel:
+        """A fresh model of what :meth:`config` returned (``cls(**config)``; an ensemble rebuilds its members)."""
+        return cls(**config)
+
     def set_normalization(self, mean, scale) -> None:
         """Set ``x_mean`` and ``x_scale`` (each ``(D,)``; ``scale > 0``)."""
         mean = as_float_tensor(mean, "mean").to(self.torch_dtype)

@@ -1,19 +1,29 @@
-"""Models for a dataset: :func:`build_model` sizes one by name, :func:`model_misfit` says why a model cannot fit a
-system, and :func:`check_compatible` refuses to train a model on data it does not match."""
+"""Models for a dataset: :func:`build_model` sizes one (or an ensemble of them) by name, :func:`model_misfit` says why
+a model cannot fit a system, and :func:`check_compatible` refuses to train a model on data it does not match."""
 
 from __future__ import annotations
 
 import inspect
+import numbers
 
 from ..checkpoint import refuse_other_system
+from ..checks import seed_value
 from ..data import TrajectoryDataset
 from ..errors import PhysodeError, unknown_name
 from ..models import DynamicsModel
 
 
-def build_model(name: str, dataset: TrajectoryDataset, **options) -> DynamicsModel:
+def build_model(name: str, dataset: TrajectoryDataset, *, ensemble: int | None = None, bootstrap: bool = True,
+                bootstrap_seed: int = 0, **options) -> DynamicsModel:
     """The model called ``name`` (``node``, ``anode``, ``resnet``, ``hnn``, ``interaction``, ``sindy``) sized for
-    ``dataset``.
+    ``dataset``; with ``ensemble=K``, an :class:`~physode.Ensemble` of ``K`` of them.
+
+    Ensembles: the members are built one after another, their initial weights drawn from torch's global generator
+    (``torch.manual_seed(s)`` before the call repeats them). With ``bootstrap`` (the default) each member trains on
+    its own bootstrap resample of the training trajectories, drawn with ``bootstrap_seed``
+    (:func:`~physode.models.bootstrap_counts`, kept in the ensemble's ``bootstrap_counts``); without it every member
+    trains on all of them and the members differ by their initial weights only. ``bootstrap`` and
+    ``bootstrap_seed`` play no part without ``ensemble``.
 
     ``ResNetStep`` takes the dataset's step (``meta["dt"]``, else the median spacing of its times). On data of a
     time-dependent system (:attr:`TrajectoryDataset.time_dependent`) the models that take time as an input are
@@ -21,7 +31,18 @@ def build_model(name: str, dataset: TrajectoryDataset, **options) -> DynamicsMod
     its bodies from an n-body dataset's system, or from ``n_bodies`` and ``dim`` in ``options`` for other particle
     data (states ``[q_1..q_n, v_1..v_n]``). Options a model does not take (e.g. ``hidden`` for sindy) are refused.
     """
-    from ..models import MODELS, InteractionODE, ResNetStep
+    from ..models import MODELS, Ensemble, InteractionODE, ResNetStep, bootstrap_counts
+
+    if ensemble is not None:
+        if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) or ensemble < 1:
+            raise PhysodeError(f"ensemble must be a whole number of members >= 1, got {ensemble!r}; pass e.g. "
+                               "ensemble=5, or leave it out for one model")
+        if not isinstance(bootstrap, bool):
+            raise PhysodeError(f"bootstrap must be True or False, got {bootstrap!r}")
+        seed = seed_value(bootstrap_seed, "bootstrap_seed")
+        members = [build_model(name, dataset, **options) for _ in range(int(ensemble))]
+        counts = bootstrap_counts(len(dataset.train), int(ensemble), seed) if bootstrap else None
+        return Ensemble(members, counts)
 
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
@@ -102,5 +123,11 @@ def check_compatible(model: DynamicsModel, dataset: TrajectoryDataset) -> None:
         raise PhysodeError(f"{dataset.name} is time-dependent (its field depends on t), and this {type(model).__name__} takes "
                            "no time input; build it with time_dependent=True (physode.build_model does), or use node or anode")
     refuse_other_system(model, dataset.system_spec, "the dataset", "train a fresh model for this system")
-    if int((dataset.split == 0).sum()) == 0:
+    n_train = int((dataset.split == 0).sum())
+    if n_train == 0:
         raise PhysodeError("the dataset's training split is empty; regenerate it with a train share > 0")
+    counts = getattr(model, "bootstrap_counts", None)
+    if counts is not None and counts.shape[1] != n_train:
+        raise PhysodeError(f"the ensemble's bootstrap resamples were drawn over {counts.shape[1]} training "
+                           f"trajectories, and the dataset ({dataset.name}) has {n_train}; build the ensemble for this "
+                           "dataset (physode.build_model(name, data, ensemble=K))")

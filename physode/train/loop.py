@@ -22,7 +22,7 @@ from ..distributed import World
 from ..errors import PhysodeError, SolverError
 from ..files import make_folder
 from ..lock import folder_lock
-from ..models import DynamicsModel, SINDy
+from ..models import DynamicsModel, Ensemble, SINDy
 from ..signals import STOPPED, StopSignals
 from .config import TrainConfig, TrainResult
 from .factory import check_compatible
@@ -67,7 +67,7 @@ def fit(model: DynamicsModel, dataset: TrajectoryDataset, config: TrainConfig | 
     check_compatible(model, dataset)
     writes = out_dir is not None and World.current("cpu").main  # (only its rank matters here)
     with folder_lock(out_dir) if writes else contextlib.nullcontext():
-        if isinstance(model, SINDy):
+        if _sparse(model):
             return _fit_sparse(model, dataset, config, out_dir, resume, overwrite)
         return _fit_gradient(model, dataset, config, out_dir, progress, resume, overwrite, device)
 
@@ -151,9 +151,11 @@ def _run_folder(out_dir, resume: bool, overwrite: bool) -> Path | None:
     return out
 
 
-def _fit_sparse(model: SINDy, dataset: TrajectoryDataset, config: TrainConfig, out_dir, resume, overwrite) -> TrainResult:
+def _fit_sparse(model: SINDy | Ensemble, dataset: TrajectoryDataset, config: TrainConfig, out_dir, resume,
+                overwrite) -> TrainResult:
     """A sparse-regression model is fitted once to the derivative estimates (no gradient steps, nothing to resume):
-    validated like the others, written to ``model.pt`` with its equations."""
+    validated like the others, written to ``model.pt`` with its equations (an ensemble's members each to their own
+    bootstrap resample of the estimates, with a list of equations per member)."""
     start = time.perf_counter()
     samples = _warm_start_samples(model, dataset, config)
     model.fit_samples(samples)  # before the run folder: a library the data cannot determine leaves nothing
@@ -168,12 +170,24 @@ def _fit_sparse(model: SINDy, dataset: TrajectoryDataset, config: TrainConfig, o
         val_error = math.inf
     seconds = time.perf_counter() - start
     record = {"phase": "sparse_regression", "step": 0, "val_error": val_error, "samples": len(samples.t),
-              "equations": model.equations(dataset.state_names), "seconds": round(seconds, 3)}
+              "equations": _equations(model, dataset.state_names), "seconds": round(seconds, 3)}
     if out is not None:
         save_checkpoint(out / "model.pt", model, system_spec=dataset.system_spec,
                         training={"steps": 0, "seconds": seconds, "best_val_error": val_error, "stopped": "steps",
                                   "data": dataset.fingerprint(), "equations": record["equations"]})
     return TrainResult(model, 0, seconds, val_error, "steps", [record])
+
+
+def _sparse(model: DynamicsModel) -> bool:
+    """Whether ``model`` is fitted by sparse regression (a SINDy model, or an ensemble of them) instead of by steps."""
+    return isinstance(model, SINDy) or (isinstance(model, Ensemble) and isinstance(model.members[0], SINDy))
+
+
+def _equations(model: SINDy | Ensemble, names) -> list:
+    """A SINDy model's equations, or each member's of an ensemble of them."""
+    if isinstance(model, Ensemble):
+        return [member.equations(names) for member in model.members]
+    return model.equations(names)
 
 
 def _warm_start_samples(model, dataset, config):
@@ -283,10 +297,11 @@ def _train_step(run: Run, state: TrainerState) -> str:
     step = state.step
     window = min(curriculum_window(config, step), run.longest_window)
     x, t, u, mask, scale = run.windows.sample(config.batch_size, window)
+    rows = run.windows.rows
     try:
         try:
             with run.solver:
-                local = run.loss(x, t, u, mask, scale)
+                local = run.loss(x, t, u, mask, scale, rows)
             failure = None
         except SolverError as exc:  # this rank's rollout failed: tell the others through a NaN loss
             local, failure = torch.tensor(math.nan, device=x.device), exc
@@ -301,7 +316,7 @@ def _train_step(run: Run, state: TrainerState) -> str:
     except SolverError as exc:
         _roll_back(run, state, exc)
         return "steps"
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    _clip_gradients(model, config.grad_clip)
     optimizer.step()
     run.schedule.step()
     _scale_learning_rate(optimizer, run.schedule, state.lr_factor)
@@ -361,11 +376,12 @@ def _lbfgs_polish(run: Run, state: TrainerState) -> None:
     model, config = run.model, run.config
     model.load_state_dict(state.best_weights)
     x, t, u, mask, scale = run.windows.sample(4 * config.batch_size, run.longest_window)
+    rows = run.windows.rows
     optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=config.lbfgs_steps, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = run.loss(x, t, u, mask, scale)
+        loss = run.loss(x, t, u, mask, scale, rows)
         loss.backward()
         return run.world.mean(loss)  # the line search decides alike on every rank
 
@@ -378,6 +394,13 @@ def _lbfgs_polish(run: Run, state: TrainerState) -> None:
     val_error = run.validation_error()
     if val_error < state.best:
         state.best, state.best_weights = val_error, copy.deepcopy(model.state_dict())
+
+
+def _clip_gradients(model: DynamicsModel, max_norm: float) -> None:
+    """Clip the gradient norm to ``max_norm``: an ensemble's for each member on its own, so that one member's large
+    gradient does not shrink the others' steps (each member steps as it would alone)."""
+    for part in model.members if isinstance(model, Ensemble) else (model,):
+        torch.nn.utils.clip_grad_norm_(part.parameters(), max_norm)
 
 
 def _scale_learning_rate(optimizer, schedule, factor: float) -> None:

@@ -8,6 +8,7 @@ import torch
 from ..data import TrajectoryDataset
 from ..distributed import World
 from ..errors import PhysodeError
+from ..models import Ensemble
 from .config import TrainConfig
 
 
@@ -49,11 +50,13 @@ class WindowSampler:
         self.x, self.t = train.x[shard].to(device, dtype), train.times[shard].to(device)
         self.u = None if train.u is None else train.u[shard].to(device, dtype)
         self.generator = torch.Generator().manual_seed(seed)
+        self.rows = None  #: (n,) the training trajectories (rows of the whole train split) of the last sample's windows
 
     def sample(self, batch: int, window: int):
         """This rank's windows of a global batch of ``batch``: ``x (n, w+1, D)``, ``t (n, w+1)``, ``u (n, w, C)``,
         ``mask (n, w+1)`` (observed points, within ``t_train``) and the loss scale ``size / (observed points x D)``
-        of :class:`WindowLoss`."""
+        of :class:`WindowLoss`. Their trajectories are kept in :attr:`rows` (what an ensemble's bootstrap counts
+        weigh the windows by)."""
         window = min(window, self.longest)
         rows = torch.randint(len(self.counts), (batch,), generator=self.generator)
         counts = self.counts[rows]
@@ -63,7 +66,10 @@ class WindowSampler:
         observed = int(mask.sum())
         if self.world.size > 1:
             mine = rows % self.world.size == self.world.rank
-            rows, index, mask = rows[mine] // self.world.size, index[mine], mask[mine]
+            rows, index, mask = rows[mine], index[mine], mask[mine]
+        self.rows = rows
+        if self.world.size > 1:  # the rank's own rows of its shard
+            rows = rows // self.world.size
         index = index.clamp_max(self.t.shape[1] - 1).to(self.device)
         rows = rows[:, None].to(self.device)
         x = self.x[rows, index]
@@ -81,16 +87,31 @@ class WindowLoss(torch.nn.Module):
     tensor; ``scale = size / (observed elements of the global batch)`` makes DDP's average over ranks the mean
     over the global batch. A rank without windows this step returns a zero that still reaches every parameter,
     so that its gradient hooks take part.
+
+    An :class:`~physode.Ensemble`'s loss is the sum of its members' own: each member's rollouts against the
+    windows, in its own normalised units, each window weighted by the member's bootstrap count of the window's
+    trajectory (``rows: (n,)``, the sampler's :attr:`WindowSampler.rows`; without rows or counts every window
+    counts once), so that each member learns from its own resample as it would alone.
     """
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, x, t, u, mask, scale: float):
+    def forward(self, x, t, u, mask, scale: float, rows=None):
         if x.shape[0] == 0:
             return sum((p * 0.0).sum() for p in self.model.parameters())
+        if isinstance(self.model, Ensemble):
+            return self._ensemble_loss(x, t, u, mask, scale, rows)
         prediction = self.model.rollout(x[:, 0], t, u)
         # unobserved targets (NaN) become the prediction itself: no error and, unlike masking the error, no NaN gradient
         target = torch.where(mask.unsqueeze(-1), x, prediction.detach())
         return (((prediction - target) / self.model.x_scale) ** 2).sum() * scale
+
+    def _ensemble_loss(self, x, t, u, mask, scale, rows):
+        prediction = self.model.member_rollouts(x[:, 0], t, u)  # (K, n, w+1, D)
+        target = torch.where(mask.unsqueeze(-1), x, prediction.detach())
+        scales = self.model.member_scales()[:, None, None]  # (K, 1, 1, D)
+        errors = (((prediction - target) / scales) ** 2).sum((2, 3))  # (K, n)
+        weights = self.model.bootstrap_weights(rows)
+        return (errors if weights is None else errors * weights).sum() * scale
