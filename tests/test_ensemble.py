@@ -2,7 +2,6 @@
 predictions, bootstrap weights in both training phases, one checkpoint, bit-identical resume, and bad input."""
 
 import copy
-import json
 import math
 import os
 import signal
@@ -21,7 +20,8 @@ from physode.collocation import field_samples, fit_field
 from physode.derivatives import estimate_derivatives
 from physode.distributed import World
 from physode.models import ContinuousEnsemble, ContinuousModel, bootstrap_counts
-from physode.train import WindowLoss, WindowSampler
+from physode.train import WindowLoss, WindowSampler, read_metrics
+from runs import assert_same_run
 
 FAST = {"steps": 12, "batch_size": 8, "window": 4, "val_every": 4, "warm_start_steps": 40}
 
@@ -268,7 +268,7 @@ def test_an_interrupted_ensemble_run_resumes_to_the_same_weights(data, tmp_path,
 
     config = TrainConfig(**FAST, checkpoint_every=1000)
     torch.manual_seed(9)
-    reference = fit(build_model("node", data, ensemble=3, hidden=8), data, config, out_dir=tmp_path / "reference")
+    fit(build_model("node", data, ensemble=3, hidden=8), data, config, out_dir=tmp_path / "reference")
     step = loop._train_step
 
     def interrupted_after_step_6(run, state):
@@ -285,15 +285,8 @@ def test_an_interrupted_ensemble_run_resumes_to_the_same_weights(data, tmp_path,
     torch.manual_seed(10)  # the resumed run takes nothing from the global generator
     resumed = fit(build_model("node", data, ensemble=3, hidden=8), data, config, out_dir=tmp_path / "run", resume=True)
     assert resumed.steps == FAST["steps"]
-    for name, tensor in reference.model.state_dict().items():
-        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
-
-    def records(folder):
-        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-                for line in (folder / "metrics.jsonl").read_text().splitlines()]
-
-    assert records(tmp_path / "reference") == records(tmp_path / "run")
-    assert records(tmp_path / "run")[0]["phase"] == "warm_start"
+    assert_same_run(tmp_path / "reference", tmp_path / "run")
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[0]["phase"] == "warm_start"
 
 
 def _refused(match, call, *args, error=PhysodeError, **kwargs):
