@@ -51,11 +51,11 @@ LEAST_RESOLUTION = 2.0
 def coarse_grid(dataset) -> str | None:
     """Why ``dataset``'s training observations are too coarse for the automatic derivative estimates (None when
     they are not): fewer than :data:`LEAST_RESOLUTION` observations per time scale of the motion."""
-    resolution = dataset.time_scale() / dataset.spacing()
-    if resolution >= LEAST_RESOLUTION:
+    scale, spacing = dataset.time_scale(), dataset.spacing()
+    if scale / spacing >= LEAST_RESOLUTION:
         return None
-    return (f"the observations are too coarse for derivative estimates: {resolution:.2g} per time scale of the motion "
-            f"(spacing {dataset.spacing():.3g}, time scale {dataset.time_scale():.3g}), {LEAST_RESOLUTION:g} needed")
+    return (f"the observations are too coarse for derivative estimates: {scale / spacing:.2g} per time scale of the "
+            f"motion (spacing {spacing:.3g}, time scale {scale:.3g}), {LEAST_RESOLUTION:g} needed")
 
 
 class DerivativeSamples(typing.NamedTuple):
