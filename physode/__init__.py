@@ -7,9 +7,10 @@ The public API, re-exported from one place:
 * simulation: :func:`simulate` (batched float64 ground truth, per-trajectory error control)
 * data: :class:`TrajectoryDataset` (generate, split, save, load)
 * learned models: :class:`NeuralODE`, :class:`AugmentedNeuralODE`, :class:`ResNetStep`, :class:`HamiltonianODE`;
-  ensembles of them: :class:`Ensemble`
+  ensembles of them: :class:`Ensemble` (-> :class:`EnsemblePrediction`)
 * training: :func:`fit`, :class:`TrainConfig`, :func:`build_model`; checkpoints: :func:`load_model`
 * evaluation: :func:`compare` -> :class:`Report`; chaos: :func:`largest_lyapunov_exponent`
+* trust without the truth (:mod:`physode.uncertainty`): :func:`prediction_interval`, :class:`Calibration`
 * errors: :class:`PhysodeError` and its subclasses
 """
 
@@ -19,8 +20,9 @@ from .evaluate import Report, compare
 from .errors import (DataMisfitError, FileFormatError, PhysodeError, PhysodeWarning, SolverError, UnknownNameError,
                      UnknownSystemError)
 from .checkpoint import load_model, save_checkpoint
-from .models import (MODELS, AugmentedNeuralODE, DynamicsModel, Ensemble, HamiltonianODE, NeuralODE, ODEBlock,
-                     ResNetStep)
+from .models import (MODELS, AugmentedNeuralODE, DynamicsModel, Ensemble, EnsemblePrediction, HamiltonianODE, NeuralODE,
+                     ODEBlock, ResNetStep)
+from .uncertainty import Calibration, prediction_interval
 from .simulate import METHODS, simulate
 from .train import TrainConfig, TrainResult, build_model, fit
 from .systems import (SYSTEMS, CartPole, DoublePendulum, Duffing, Lorenz, MechanicalSystem, NBody, ODESystem, Pendulum,
@@ -33,12 +35,14 @@ __all__ = [
     "METHODS",
     "MODELS",
     "AugmentedNeuralODE",
+    "Calibration",
     "CartPole",
     "DoublePendulum",
     "Duffing",
     "Lorenz",
     "DynamicsModel",
     "Ensemble",
+    "EnsemblePrediction",
     "HamiltonianODE",
     "NeuralODE",
     "ODESystem",
@@ -72,6 +76,7 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "make_system",
+    "prediction_interval",
     "register_system",
     "resolve_system",
     "simulate",

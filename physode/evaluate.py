@@ -41,16 +41,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from .checkpoint import refuse_other_system
 from .checks import affordable, positive_float, positive_int, seed_value
-from .data import TrajectoryDataset
+from .data import SPLITS, TrajectoryDataset
 from .devices import resolve_device
 from .errors import PhysodeError, SolverError, unknown_name
 from .files import atomic_write
 from .models import DynamicsModel
 from .simulate import simulate
+from .uncertainty import Calibration, calibration_curve, check_level, coverage, predicted_errors, prediction_interval
 from .systems import System
 from .systems.base import defines_energy
 
@@ -70,16 +72,20 @@ class Report:
     and Markdown.
 
     ``trajectories`` keeps the rollouts ``(N, T, D)`` behind the scores (name -> tensor, NaN past a trajectory's
-    end), and ``truth`` the reference they were scored against (the simulated truth or the recorded test
-    trajectories) at ``truth_times`` (``(T,)`` or ``(N, T)``), for figures; neither is written to the files.
+    end), ``truth`` the reference they were scored against (the simulated truth or the recorded test
+    trajectories) at ``truth_times`` (``(T,)`` or ``(N, T)``), and ``uncertainty`` an ensemble's calibration,
+    interval bounds ``lower, upper (N, T, D)``, ``trust_horizons`` and ``valid_times`` ``(N,)`` (name -> dict), for
+    figures; none of them is written to the files.
     A score that cannot be computed (a field error without a true system) is None, "n/a" in the Markdown table.
     """
 
     def __init__(self, rows: dict, curves: dict, times: np.ndarray, meta: dict, trajectories: dict | None = None, *,
-                 truth: torch.Tensor | None = None, truth_times: torch.Tensor | None = None):
+                 truth: torch.Tensor | None = None, truth_times: torch.Tensor | None = None,
+                 uncertainty: dict | None = None):
         self.rows, self.curves, self.times, self.meta = rows, curves, times, meta
         self.trajectories = trajectories or {}
         self.truth, self.truth_times = truth, truth_times
+        self.uncertainty = uncertainty or {}
 
     def to_dict(self) -> dict:
         """Plain JSON data (a curve's NaN, where no trajectory is observed, becomes None)."""
@@ -106,12 +112,35 @@ class Report:
                      "" if r["nfe"] is None else str(r["nfe"]),
                      "failed" if r.get("failed") else f"{r['rollout_seconds']:.3f}"]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += self._uncertainty_table()
         for name, r in self.rows.items():
             if r.get("failed"):
                 lines += ["", f"{name}: {r['failed']}"]
             if r.get("equations"):
                 lines += ["", f"Equations learned by {name}:", "", *(f"    {line}" for line in r["equations"])]
         return "\n".join(lines)
+
+    def _uncertainty_table(self) -> list[str]:
+        """The ensembles' trust scores (none: no lines): coverage of their intervals at each horizon, recalibrated
+        (and as the spread says), and the median predicted trust horizon next to the median valid time."""
+        scored = {name: r["uncertainty"] for name, r in self.rows.items() if r.get("uncertainty")}
+        if not scored:
+            return []
+        horizons, t_train = self.meta["horizons"], self.meta["t_train"]
+        level = 100 * self.meta.get("level", 0.9)
+        head = ["model", "members", *(f"{level:g}% coverage @ t={h * t_train:g} (raw)" for h in horizons),
+                "predicted trust horizon", "valid time", "rank correlation"]
+        lines = ["", f"Trust without the truth: {level:g}% prediction intervals recalibrated on the validation split "
+                     "(as the members' spread says, raw); median predicted trust horizon and valid time (error "
+                     f"threshold {self.meta['threshold']:g}); their rank correlation over the test trajectories.", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, u in scored.items():
+            cells = [name, str(u["members"]),
+                     *(f"{_percent(u['coverage'][str(h)])} ({_percent(u['coverage_raw'][str(h)])})" for h in horizons),
+                     f"{u['trust_horizon']:.2f}", f"{self.rows[name]['valid_time']:.2f}",
+                     "n/a" if u["trust_rank_correlation"] is None else f"{u['trust_rank_correlation']:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        return lines
 
     def save(self, out_dir) -> Path:
         """Write ``report.json`` and ``report.md`` into ``out_dir`` (atomically); returns the folder."""
@@ -123,6 +152,10 @@ class Report:
         return out
 
 
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
 def _cell(value) -> str:
     """A score in the Markdown table: ``1.23e-02``, or ``n/a`` where it is not defined."""
     return "n/a" if value is None else f"{value:.2e}"
@@ -130,7 +163,7 @@ def _cell(value) -> str:
 
 def compare(models: dict, dataset: TrajectoryDataset, system: System | None = None, *,
             horizons=None, reference: str | None = None, threshold: float = 0.1, grid_points: int = 32, seed: int = 0,
-            k_steps: int = K_STEPS, progress: bool = False, device="auto") -> Report:
+            k_steps: int = K_STEPS, level: float = 0.9, progress: bool = False, device="auto") -> Report:
     """Score ``models`` (name -> object with ``rollout``) on ``dataset``'s test split; see the module doc.
 
     ``horizons`` are multiples of the training horizon ``t_train`` (default ``HORIZONS`` against the
@@ -138,6 +171,9 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     (default: the system where the dataset has one, else the data). ``system`` defaults to the dataset's own
     (if any) and is added as the row ``"true system"``; without one, the scores that need the true field
     (field errors, energy drift) are None. ``k_steps``: the ``k`` of the k-step prediction error.
+    An :class:`~physode.Ensemble` of two or more members is scored by its mean and gets a row ``"uncertainty"``
+    too (see :mod:`physode.uncertainty`): the coverage of its prediction intervals at nominal ``level``,
+    recalibrated on the validation split, and its predicted trust horizon against its valid time.
     The truth and every rollout run on ``device`` (``"auto"``: the GPU when present; models that are
     ``torch.nn.Module`` are moved there); each rollout comes back to the CPU once for the scores.
     """
@@ -153,6 +189,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     threshold = positive_float(threshold, "threshold")
     seed = seed_value(seed)
     k_steps = positive_int(k_steps, "k_steps")
+    level = check_level(level)
     controlled = reference == "data" and dataset.u is not None  # recorded controls drive the rollouts
     for name, model in models.items():
         if getattr(model, "state_dim", dataset.state_dim) != dataset.state_dim:
@@ -191,7 +228,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
     exponent = getattr(system, "lyapunov_exponent", None)
     steps = _step_windows(test, k_steps, t_end, seed)
 
-    rows, curves, trajectories = {}, {}, {}
+    rows, curves, trajectories, uncertainty = {}, {}, {}, {}
     x0_device, times_device, states_device, grid_device = (v.to(device) for v in (x0, times, states, grid))
     u_device = None if u is None else u.to(device)
     state_times_device = state_times.to(device)
@@ -200,9 +237,15 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         if isinstance(model, torch.nn.Module):
             model.to(device)
         start = time.perf_counter()
+        spread = getattr(model, "size", 1) >= 2 and hasattr(model, "predict")  # an ensemble: its mean, with spread
+        args = () if u_device is None else (u_device,)
         try:
             with torch.no_grad():
-                pred = model.rollout(x0_device, times_device, *(() if u_device is None else (u_device,))).double().cpu()
+                if spread:
+                    prediction = _on_cpu(model.predict(x0_device, times_device, *args))
+                    pred = prediction.mean
+                else:
+                    pred = model.rollout(x0_device, times_device, *args).double().cpu()
         except SolverError as exc:
             if name == "true system":
                 raise
@@ -223,7 +266,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
             "mean_error": {h: _number(curves[name]["mean"][i]) for h, i in at.items()},
             "p90_error": {h: _number(curves[name]["p90"][i]) for h, i in at.items()},
             "nmse": {h: _number(curves[name]["nmse"][i]) for h, i in at.items()},
-            "valid_time": _valid_time(err, own_times.numpy(), observed.numpy(), threshold),
+            "valid_time": float(np.median(valid := crossing_times(err, own_times.numpy(), observed.numpy(), threshold))),
             "one_step_error": _step_error(model, steps, 1, device),
             "k_step_error": _step_error(model, steps, k_steps, device),  # (finite where the whole rollout was)
             "field_error_test": _field_error(model, system, states_device, state_times_device) if fields else None,
@@ -236,12 +279,72 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         }
         if exponent:
             rows[name]["valid_lyapunov_times"] = rows[name]["valid_time"] * exponent
+        if spread:
+            rows[name]["uncertainty"], uncertainty[name] = _uncertainty(
+                model, prediction, truth, observed, own_times, axis, at, valid, dataset, level, threshold, controlled,
+                device)
         if hasattr(model, "equations"):  # a sparse-regression model: its fitted equations are part of its score
             rows[name]["equations"] = model.equations(dataset.state_names)
     meta = {"system": dataset.system_spec, "source": dataset.name, "t_train": dataset.t_train, "horizons": list(horizons),
             "threshold": threshold, "n_test": len(x0), "t_end": t_end, "reference": reference, "k_steps": k_steps,
-            "lyapunov_exponent": exponent}
-    return Report(rows, curves, axis.numpy(), meta, trajectories, truth=truth, truth_times=times)
+            "lyapunov_exponent": exponent, "level": level}
+    return Report(rows, curves, axis.numpy(), meta, trajectories, truth=truth, truth_times=times,
+                  uncertainty=uncertainty)
+
+
+def _on_cpu(prediction):
+    """An ensemble's prediction in float64 on the CPU, where the scores are computed."""
+    return type(prediction)(*(v.double().cpu() for v in prediction))
+
+
+def _uncertainty(model, prediction, truth, observed, own_times, axis, at, valid, dataset, level, threshold, controlled,
+                 device):
+    """An ensemble's scores of trust: ``(row, kept)``. ``row`` (JSON) holds the observed coverage of its intervals at
+    nominal ``level`` at each horizon, before (``coverage_raw``) and after recalibration on the validation split
+    (``coverage``); the median predicted trust horizon, the rank correlation of the trajectories' predicted trust
+    horizons with their valid times (``valid: (N,)``), and nominal against observed coverage at every level
+    (``calibration_curve``, over all test states). ``kept`` holds what figures draw: the calibration, the
+    interval's bounds ``(N, T, D)`` and both horizons per trajectory."""
+    calibration = _calibration(model, dataset, controlled, device)
+    row = {"members": int(model.size), "level": level, "recalibrated": not calibration.identity}
+    for key, way in (("coverage_raw", Calibration()), ("coverage", calibration)):
+        lower, upper = prediction_interval(prediction, level, way)
+        inside = _on_axis(coverage(lower, upper, truth, observed), own_times, observed, axis)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # times no trajectory reaches
+            curve = np.nanmean(inside, 0)
+        row[key] = {h: _number(curve[i]) for h, i in at.items()}
+    horizons = crossing_times(predicted_errors(prediction, calibration).numpy(), own_times.numpy(), observed.numpy(),
+                              threshold)
+    row["trust_horizon"] = float(np.median(horizons))
+    row["trust_rank_correlation"] = _rank_correlation(horizons, valid)
+    row["calibration_curve"] = {"raw": calibration_curve(prediction, truth, observed),
+                                "recalibrated": calibration_curve(prediction, truth, observed, calibration)}
+    return row, {"calibration": calibration, "lower": lower, "upper": upper, "trust_horizons": horizons,
+                 "valid_times": valid}
+
+
+def _calibration(model, dataset: TrajectoryDataset, controlled: bool, device) -> Calibration:
+    """The ensemble's recalibration on the validation trajectories (their observed clean states, with their
+    recorded controls where the rollouts take them); the identity where there are none to fit it on (no validation
+    split, or data driven by controls that the rollouts leave out)."""
+    if not (dataset.split == SPLITS.index("val")).any() or (dataset.u is not None and not controlled):
+        return Calibration()
+    val = dataset.val
+    args = () if not controlled else (val.u.to(device),)
+    with torch.no_grad():
+        prediction = _on_cpu(model.predict(val.x_clean[:, 0].to(device), val.t.to(device), *args))
+    try:
+        return Calibration.fit(prediction, val.x_clean, val.mask)
+    except PhysodeError:  # validation trajectories of one observation: nothing to fit
+        return Calibration()
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation of two ``(N,)`` arrays; None where either is constant (no ranks to compare)."""
+    if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return None
+    return float(spearmanr(a, b).statistic)
 
 
 def _failed_row(model, horizons, why: str) -> dict:
@@ -342,13 +445,14 @@ def _evaluations(model, t_end: float) -> int | None:
     return None
 
 
-def _valid_time(err: np.ndarray, times: np.ndarray, observed: np.ndarray, threshold: float) -> float:
-    """The median over trajectories of the first observed time whose error ``err: (N, T)`` exceeds ``threshold``;
-    a trajectory that stays within it counts with its last observed time (``times, observed: (N, T)``)."""
+def crossing_times(err: np.ndarray, times: np.ndarray, observed: np.ndarray, threshold: float) -> np.ndarray:
+    """``(N,)``: per trajectory, the first observed time whose error ``err: (N, T)`` exceeds ``threshold``; a
+    trajectory that stays within it gets its last observed time (``times, observed: (N, T)``). Of the actual errors
+    these are the valid times; of an ensemble's predicted errors, the predicted trust horizons."""
     over = (err > threshold) & observed
     last = observed.sum(1) - 1
     first = np.where(over.any(1), over.argmax(1), last)
-    return float(np.median(times[np.arange(len(times)), first]))
+    return times[np.arange(len(times)), first]
 
 
 def _on_axis(values: np.ndarray, times: torch.Tensor, observed: torch.Tensor, axis: torch.Tensor) -> np.ndarray:

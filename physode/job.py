@@ -243,6 +243,10 @@ def draw(out: Path, dataset: TrajectoryDataset, models: dict, report, progress: 
     plane = (0,) if dataset.state_dim == 1 else (0, dataset.state_dim // 2)  # one state is drawn against time
     plot.phase_portrait_figure(report.truth_times, report.truth, rollouts, t_train=dataset.t_train,
                                names=dataset.state_names, dims=plane, path=figures / "phase_portraits.png")
+    if report.uncertainty:  # ensembles: how well their spread predicts their error
+        plot.calibration_figure(report, path=figures / "calibration.png")
+        for name in report.uncertainty:
+            plot.error_band_figure(report, name, names=dataset.state_names, path=figures / f"error_band_{name}.png")
     if system is None:
         log(f"no true system for {dataset.name}: the vector-field and energy figures, which need its field, are left out")
     elif defines_energy(system) and report.truth_times.ndim == 1:  # (one shared time axis)

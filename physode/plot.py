@@ -1,4 +1,5 @@
-"""Figures: vector fields, phase portraits, error against horizon, energy, training curves, n-body orbits.
+"""Figures: vector fields, phase portraits, error against horizon, energy, training curves, n-body orbits, and an
+ensemble's calibration and error band.
 
 Every function returns a matplotlib Figure and, given ``path``, also writes it as a PNG (atomically).
 Import this module with matplotlib's Agg backend in scripts and tests (``matplotlib.use("Agg")``).
@@ -155,6 +156,65 @@ def error_horizon_figure(report, statistic: str = "median", path=None):
     ax.axvline(report.meta["t_train"], color="gray", ls="--", lw=1, label="training horizon")
     ax.set(xlabel="time", ylabel=f"{statistic} relative error", title="Rollout error against horizon")
     ax.legend()
+    return _finish(fig, path)
+
+
+def _ensembles(report, name):
+    """The ensembles of ``report`` scored with spread (their names), checked against ``name`` (None: all)."""
+    scored = list(report.uncertainty)
+    if not scored:
+        raise PhysodeError("the report holds no ensemble of 2 or more members; compare an ensemble (ensemble=K) to "
+                           "draw its calibration and error band")
+    if name is not None and name not in scored:
+        raise unknown_name("name", name, scored)
+    return scored if name is None else [name]
+
+
+def calibration_figure(report, path=None):
+    """Nominal against observed coverage of every ensemble's prediction intervals in a
+    :class:`~physode.evaluate.Report` (over all test states), as the members' spread says (dotted) and
+    recalibrated (solid); a calibrated ensemble lies on the diagonal."""
+    names = _ensembles(report, None)
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--", label="calibrated")
+    for name, color in zip(names, plt.cm.tab10(np.arange(len(names)) % 10), strict=True):
+        curves = report.rows[name]["uncertainty"]["calibration_curve"]
+        ax.plot(curves["raw"]["levels"], curves["raw"]["observed"], color=color, ls=":", marker=".", label=f"{name} (raw)")
+        ax.plot(curves["recalibrated"]["levels"], curves["recalibrated"]["observed"], color=color, marker="o", ms=3,
+                label=f"{name} (recalibrated)")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage", ylabel="observed coverage on the test states",
+           title="Calibration of the prediction intervals")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def error_band_figure(report, name=None, index: int = 0, names=None, path=None):
+    """An ensemble's mean rollout and its recalibrated prediction interval (the band) over the reference (the truth
+    or the recorded data) for test trajectory ``index``, one panel per state coordinate (at most 4), with the
+    trajectory's predicted trust horizon and valid time marked. ``name``: the ensemble (default: the report's first)."""
+    name = _ensembles(report, name)[0]
+    kept = report.uncertainty[name]
+    truth = np.asarray(report.truth)
+    i = _index(index, len(truth), "index", "test trajectories")
+    times = np.broadcast_to(np.asarray(report.truth_times), truth.shape[:2])[i]
+    mean, lower, upper = (np.asarray(v)[i] for v in (report.trajectories[name], kept["lower"], kept["upper"]))
+    dims = min(truth.shape[2], 4)
+    fig, axes = plt.subplots(dims, 1, figsize=(7, 1.9 * dims + 0.6), sharex=True, squeeze=False)
+    level = 100 * report.meta.get("level", 0.9)
+    for d, ax in enumerate(axes[:, 0]):
+        seen = np.isfinite(truth[:, :, d][i])
+        ax.fill_between(times[seen], lower[seen, d], upper[seen, d], color="C0", alpha=0.25, lw=0,
+                        label=f"{level:g}% interval")
+        ax.plot(times[seen], mean[seen, d], color="C0", lw=1.2, label=f"{name} (mean)")
+        ax.plot(times[seen], truth[i, seen, d], color="k", lw=1, ls="--",
+                label="truth" if report.meta.get("reference") == "system" else "recorded data")
+        ax.axvline(report.meta["t_train"], color="gray", lw=0.8, ls="--")
+        ax.axvline(kept["trust_horizons"][i], color="C3", lw=1, ls=":", label="predicted trust horizon")
+        ax.axvline(kept["valid_times"][i], color="C2", lw=1, ls="-.", label="valid time")
+        ax.set_ylabel(names[d] if names is not None else f"x[{d}]")
+    axes[0, 0].legend(fontsize=7, ncol=3, loc="upper left")
+    axes[-1, 0].set_xlabel("time")
+    axes[0, 0].set_title(f"{name}: error band of test trajectory {i}")
     return _finish(fig, path)
 
 

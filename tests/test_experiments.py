@@ -1,8 +1,15 @@
-"""The experiment scripts run in --quick mode and write their tables (and figure) where they are told."""
+"""The experiment scripts run in --quick mode and write their tables (and figure) where they are told.
+
+Marked slow (``pytest -m slow``): together they take minutes, and the scripts' full runs are the real checks.
+"""
 
 import json
 
+import pytest
+
 from experiment import run
+
+pytestmark = pytest.mark.slow
 
 
 def test_bench_simulate_quick(tmp_path):

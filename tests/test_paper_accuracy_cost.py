@@ -1,11 +1,13 @@
 """experiments/paper_accuracy_cost.py in --quick mode: tighter tolerances cost more evaluations and cut the solver error."""
 
+import pytest
 import json
 from itertools import pairwise
 
 from experiment import run
 
 
+@pytest.mark.slow
 def test_accuracy_cost_quick(tmp_path):
     out = run("paper_accuracy_cost.py", "--results", str(tmp_path), "--figures", str(tmp_path))
     raw = json.loads((tmp_path / "paper_accuracy_cost_quick.json").read_text())

@@ -1,5 +1,6 @@
 """experiments/paper_adjoint_memory.py in --quick mode: direct backprop's memory grows with the steps, the adjoint's does not."""
 
+import pytest
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 from experiment import ROOT, run
 
 
+@pytest.mark.slow
 def test_adjoint_memory_quick(tmp_path):
     out = run("paper_adjoint_memory.py", "--results", str(tmp_path), "--figures", str(tmp_path))
     raw = json.loads((tmp_path / "paper_adjoint_memory_quick.json").read_text())

@@ -42,6 +42,7 @@ def test_a_plain_1d_flow_preserves_the_order_of_points(seed):
     assert a >= b and ((a + 1) ** 2 + (b - 1) ** 2) / 2 >= 1.0
 
 
+@pytest.mark.slow
 def test_paper_augmentation_quick(tmp_path):
     out = run("paper_augmentation.py", "--results", str(tmp_path), "--figures", str(tmp_path))
     raw = json.loads((tmp_path / "paper_augmentation_quick.json").read_text())

@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from paper_classification import load_mnist, read_idx  # noqa: E402
 
 
+@pytest.mark.slow
 def test_quick_run_reproduces_the_shape_of_table_1(tmp_path):
     done = launch("paper_classification.py", "--quick", "--results", str(tmp_path), "--figures", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]

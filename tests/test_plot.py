@@ -61,6 +61,7 @@ def test_training_curves_and_orbits(tmp_path):
     plt.close("all")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads glibc's malloc counters")
 def test_drawing_figures_again_and_again_does_not_grow_memory(tmp_path):
     """Log axes are labelled in plain text: matplotlib's mathtext labels keep ~2 KiB per figure for good."""
