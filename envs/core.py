@@ -33,7 +33,7 @@ from physode.checkpoint import refuse_other_system
 from physode.checks import all_finite, positive_float, positive_int
 from physode.devices import resolve_device
 from physode.errors import PhysodeError, SolverError, unknown_name
-from physode.models import ContinuousModel
+from physode.models import ContinuousModel, Ensemble
 from physode.simulate import METHODS, refuse_symplectic_misuse, simulate
 from physode.systems import MechanicalSystem
 
@@ -51,6 +51,8 @@ class ResetNeeded(PhysodeError, gym.error.ResetNeeded):
 INTEGRATORS = ("semi_implicit_euler", *METHODS)
 #: The largest state magnitude an observation (float32) can show; a state beyond it counts as diverged.
 OBSERVABLE = float(np.finfo(np.float32).max)
+#: How a learned env steps an ensemble: by the members' mean, or by one member drawn per episode.
+MEMBER_MODES = ("mean", "sample")
 
 
 class PhysodeEnv(gym.Env):
@@ -68,6 +70,11 @@ class PhysodeEnv(gym.Env):
             stepped over ``dt`` with the action held constant.
         reference: with a learned ``dynamics``, also step the true system from the same start and put
             ``info["true_state"]`` and ``info["prediction_error"]`` (``||x_hat - x|| / ||x||``) in every step.
+        member: with an :class:`~physode.Ensemble` of 2 or more members as ``dynamics``, ``"mean"`` steps by the
+            members' mean, ``"sample"`` by one member drawn at each reset with the env's generator (PETS's
+            trajectory sampling: each episode follows one plausible model); either way ``info["uncertainty"]``
+            ``(D,)`` is the members' spread (standard deviation per state) of the step just taken, from the same
+            state (0 at a reset), and with ``"sample"`` ``info["member"]`` the episode's member.
         render_mode: None or ``"rgb_array"`` (drawn with matplotlib).
         device: where the states live and the dynamics run (see the module doc); a learned ``dynamics``
             model is moved there.
@@ -77,7 +84,7 @@ class PhysodeEnv(gym.Env):
 
     def __init__(self, system, action_bound: float, *, dt: float, integrator: str = "rk4", step_size=None,
                  rtol: float = 1e-8, atol: float = 1e-8, max_speed=None, dynamics=None, reference: bool = False,
-                 render_mode=None, device="auto"):
+                 member: str = "mean", render_mode=None, device="auto"):
         if integrator not in INTEGRATORS:
             raise unknown_name("integrator", integrator, INTEGRATORS)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -102,6 +109,16 @@ class PhysodeEnv(gym.Env):
         if reference and dynamics is None:
             raise PhysodeError("reference=True compares a learned model with the truth: pass dynamics=model too")
         self.reference = bool(reference)
+        #: the ensemble's members (K), or 0 where the dynamics have no spread (the truth, one model)
+        self.spread_members = dynamics.size if isinstance(dynamics, Ensemble) and dynamics.size >= 2 else 0
+        if member not in MEMBER_MODES:
+            raise unknown_name("member", member, MEMBER_MODES)
+        if member == "sample" and not self.spread_members:
+            raise PhysodeError("member='sample' draws one member of an ensemble per episode: pass an ensemble of 2 or "
+                               "more members as the dynamics (physode train --ensemble K), or leave member out")
+        self.member = member
+        self.spread = None  #: (N, D) the members' spread of the last step of each state of the batch
+        self.members = None  #: (N,) the member each state of the batch steps with (member="sample"), else None
         # a field of t itself is stepped from each state's time (info["time"]); an autonomous one over [0, dt]
         self.timed = bool(getattr(system, "time_dependent", False) or getattr(dynamics, "time_dependent", False))
         # semi-implicit Euler with a speed clip on a system without singularities cannot leave finite states (the
@@ -173,7 +190,13 @@ class PhysodeEnv(gym.Env):
         """States ``dt`` after ``x: (N, D)`` under actions ``u: (N, C)`` held constant (float64), from the times
         ``t: (N,)`` of a time-dependent field (None: from 0); NaN rows where the step cannot be computed (see
         :func:`_solved_rows`)."""
-        if learned and self.dynamics is not None:
+        if learned and self.spread_members:
+            with torch.inference_mode():
+                members = _solved_rows(self._member_steps, x, u, t, width=self.spread_members * x.shape[1])
+            members = members.clone().view(x.shape[0], self.spread_members, x.shape[1])  # (N, K, D), outside inference
+            self.spread = members.std(1, correction=0)
+            x_next = members.mean(1) if self.members is None else members[torch.arange(x.shape[0]), self.members]
+        elif learned and self.dynamics is not None:
             with torch.inference_mode():
                 x_next = _solved_rows(self._learned_step, x, u, t)
             x_next = x_next.clone()  # a copy made outside inference mode is an ordinary tensor
@@ -207,6 +230,18 @@ class PhysodeEnv(gym.Env):
             times = times.expand(x.shape[0], 2)
             return model.solve(x, times, None if u is None else u[:, None])[:, 1].to(torch.float64)
         return model.rollout(x, times, u)[:, 1].to(torch.float64)
+
+    def _member_steps(self, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """An ensemble's members' states ``dt`` after ``x: (N, D)``, as ``(N, K D)`` float64 (member-major per row)."""
+        model, u = self.dynamics, u if self.dynamics.control_dim else None
+        times = self._step_grid(t).expand(x.shape[0], 2)
+        members = model.member_rollouts(x, times, None if u is None else u[:, None])[:, :, 1]  # (K, N, D)
+        return members.transpose(0, 1).reshape(x.shape[0], -1).to(torch.float64)
+
+    def draw_members(self, rngs) -> None:
+        """With ``member="sample"``, draw each state's member from its generator (one per state of the batch)."""
+        if self.member == "sample":
+            self.members = torch.tensor([int(rng.integers(self.spread_members)) for rng in rngs], device=self.device)
 
     def _simulated_step(self, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """The true system's states ``dt`` after ``x: (N, D)`` (from the times ``t: (N,)``, None: 0) by
@@ -245,11 +280,16 @@ class PhysodeEnv(gym.Env):
         return x_next, true_next, self.reward(x, u, x_next).cpu().numpy(), terminated, diverged
 
     def reference_info(self, x: torch.Tensor, true: torch.Tensor | None, steps=None) -> dict:
-        """``true_state`` and ``prediction_error`` of a learned env with a reference, and the states' ``time``
-        (``steps * dt``, ``steps: (N,)`` counted from each episode's start) of a time-dependent field."""
+        """``true_state`` and ``prediction_error`` of a learned env with a reference, the states' ``time``
+        (``steps * dt``, ``steps: (N,)`` counted from each episode's start) of a time-dependent field, and an
+        ensemble's ``uncertainty`` (and sampled ``member``)."""
         info = {}
         if self.timed:
             info["time"] = np.asarray(steps, dtype=np.float64) * self.dt
+        if self.spread_members:
+            info["uncertainty"] = self.spread.cpu().numpy().copy()
+            if self.members is not None:
+                info["member"] = self.members.cpu().numpy().copy()
         if true is None:
             return info
         error = (x - true).norm(dim=1) / true.norm(dim=1).clamp_min(1e-12)
@@ -283,6 +323,8 @@ class PhysodeEnv(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         x = torch.from_numpy(self.start_state(self.np_random, options))[None].to(self.device)
+        self.draw_members([self.np_random])
+        self.spread = torch.zeros_like(x)  # every member starts from the same state
         self._state = x
         self._true = x.clone() if self.reference else None
         self._steps = 0  # since the reset: the state's time is _steps * dt
@@ -389,6 +431,8 @@ class PhysodeVectorEnv(VectorEnv):
             x = x.to(self.env.device)
         else:
             x = torch.from_numpy(self.env.sample_starts(self._rngs)).to(self.env.device)
+        self.env.draw_members(self._rngs)
+        self.env.spread = torch.zeros_like(x)
         self._state = x
         self._true = x.clone() if self.env.reference else None
         self._elapsed[:] = 0
@@ -405,12 +449,18 @@ class PhysodeVectorEnv(VectorEnv):
             starts = torch.from_numpy(self.env.sample_starts([self._rngs[i] for i in index])).to(x.device)
             rows = torch.from_numpy(index).to(x.device)
             x, true = _rows_set(x, rows, starts), None if true is None else _rows_set(true, rows, starts)
+            if self.env.members is not None:  # and draw their episode's member, after the start, as a single env does
+                drawn = self.env.members
+                self.env.draw_members([self._rngs[i] for i in index])
+                self.env.members = _rows_set(drawn, rows, self.env.members)
         x, true, reward, terminated, diverged = self.env.transition(x, true, u, self.env._times(self._elapsed))
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
         if index.size:  # and this step returns the starts themselves, with reward 0 (the action is ignored)
             x, true = _rows_set(x, rows, starts), None if true is None else _rows_set(true, rows, starts)
             reward[index], terminated[index], truncated[index], self._elapsed[index] = 0.0, False, False, 0
+            if self.env.spread is not None and self.env.spread_members:
+                self.env.spread = _rows_set(self.env.spread, rows, torch.zeros_like(starts))
             if diverged is not None:
                 diverged[index] = False
         self._state, self._true = x, true
@@ -451,8 +501,10 @@ def refuse_unknown_options(options, known) -> None:
         raise PhysodeError(f"unknown reset option(s) {unknown}; this env reads {', '.join(repr(k) for k in known)}")
 
 
-def _solved_rows(step, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-    """``step(x, u, t)`` for a batch ``x: (N, D)`` (``t: (N,)`` or None), with NaN rows where it cannot be computed.
+def _solved_rows(step, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None, width: int | None = None
+                 ) -> torch.Tensor:
+    """``step(x, u, t)`` for a batch ``x: (N, D)`` (``t: (N,)`` or None), with NaN rows where it cannot be computed
+    (rows of ``width`` numbers where the step returns that many per state; default ``D``).
 
     One failing row fails a batched solve as a whole (SolverError: non-finite states, or an adaptive
     solver giving up), so the batch is halved until the failing rows are found (a few solves for a few
@@ -462,10 +514,11 @@ def _solved_rows(step, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None 
         return step(x, u, t)
     except SolverError:
         if x.shape[0] == 1:
-            return torch.full_like(x, float("nan"))
+            return torch.full((1, width or x.shape[1]), float("nan"), dtype=x.dtype, device=x.device)
         half = x.shape[0] // 2
         early, late = (None, None) if t is None else (t[:half], t[half:])
-        return torch.cat([_solved_rows(step, x[:half], u[:half], early), _solved_rows(step, x[half:], u[half:], late)])
+        return torch.cat([_solved_rows(step, x[:half], u[:half], early, width),
+                          _solved_rows(step, x[half:], u[half:], late, width)])
 
 
 def _rows_set(x: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

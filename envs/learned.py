@@ -36,10 +36,15 @@ class LearnedDynamicsEnv(PhysodeEnv):
     step. A prediction that is not finite, or whose solve fails, ends the episode with
     ``info["diverged"] = True`` (and so does a reference whose solve fails).
 
+    An ensemble (``physode train --ensemble K``) steps by its members' mean, or with ``member="sample"`` by one
+    member drawn at each reset (as PETS samples a model per trajectory); ``info["uncertainty"]`` ``(D,)`` is the
+    members' spread of each step (their standard deviation per state, from the same state), e.g. for a penalty on
+    model doubt as MOPO takes it, and ``info["member"]`` the episode's member.
+
     ## Arguments
     ``gym.make("physode/Learned-v0", checkpoint=PATH_OR_MODEL, reference=False, dt=None, solver=None,
-    step_size=None, allow_uncontrolled=False, env_class=None, reward=None, terminal=None, render_mode=None,
-    **env_kwargs)``:
+    step_size=None, allow_uncontrolled=False, env_class=None, reward=None, terminal=None, member="mean",
+    render_mode=None, **env_kwargs)``:
 
     * ``checkpoint``: a ``model.pt`` written by :func:`physode.fit`, or a loaded model that carries
       ``system_spec`` (as :func:`physode.load_model` returns it);
@@ -54,6 +59,7 @@ class LearnedDynamicsEnv(PhysodeEnv):
       default: ``ENV_CLASSES`` of the system's name, else ``SystemEnv``;
     * ``reward``, ``terminal``: the task of a ``SystemEnv`` (see there; None: reward 0, no termination);
       refused for a system whose task env defines its own;
+    * ``member``: how an ensemble steps, ``"mean"`` or ``"sample"`` (one member per episode);
     * ``env_kwargs``: the true env's other arguments (``integrator`` of the reference, bounds, ``device``: where the
       model runs, which moves a model passed in there too, ...).
 
@@ -62,7 +68,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
     """
 
     def __init__(self, checkpoint=None, *, reference=False, dt=None, solver=None, step_size=None,
-                 allow_uncontrolled=False, env_class=None, reward=None, terminal=None, render_mode=None, **env_kwargs):
+                 allow_uncontrolled=False, env_class=None, reward=None, terminal=None, member="mean", render_mode=None,
+                 **env_kwargs):
         from . import ENV_CLASSES
 
         if checkpoint is None:
@@ -104,7 +111,8 @@ class LearnedDynamicsEnv(PhysodeEnv):
             raise PhysodeError("step_size sets the steps of solver=...: pass both (e.g. solver='rk4', step_size=0.01)")
         super().__init__(task.system, task.action_bound, dt=task.dt, integrator=task.integrator,
                          step_size=task.step_size, rtol=task.rtol, atol=task.atol, max_speed=task.max_speed,
-                         dynamics=model, reference=reference, render_mode=render_mode, device=task.device)
+                         dynamics=model, reference=reference, member=member, render_mode=render_mode,
+                         device=task.device)
         self.model = model
 
     # the task is the true env's

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(MODELS)} (default: every model "
                       "that can represent the system)")
     comp.add_argument("--seed", type=int, default=0, help="seed of data, weights and windows (default 0)")
+    comp.add_argument("--ensemble", type=int, default=None, metavar="K",
+                      help="train each model as an ensemble of K (K >= 2: the report adds prediction intervals, their "
+                           "coverage and the predicted trust horizon; default: one model each)")
     _evaluation_options(comp)
     _device_option(comp)
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -175,6 +178,8 @@ def _evaluation_options(parser) -> None:
     parser.add_argument("--reference", choices=REFERENCES, default=None,
                         help="score against the simulated system (any horizon) or the dataset's own test trajectories "
                              "(default: the system where the data have one, else the data)")
+    parser.add_argument("--level", type=float, default=0.9,
+                        help="nominal level of an ensemble's prediction intervals, in (0, 1) (default 0.9)")
 
 
 def _system_option(parser) -> None:
@@ -268,7 +273,7 @@ def _import(args) -> None:
 
 def _evaluate(args) -> None:
     _registered_system(args)
-    evaluate_models(args.data, args.models, args.out, horizons=args.horizons, reference=args.reference,
+    evaluate_models(args.data, args.models, args.out, horizons=args.horizons, reference=args.reference, level=args.level,
                     progress=not args.quiet and sys.stderr.isatty(), device=args.device)
 
 
@@ -276,7 +281,7 @@ def _compare(args) -> None:
     models = None if args.models is None else tuple(name.strip() for name in args.models.split(",") if name.strip())
     run_compare(args.system, args.preset, args.out, models, seed=args.seed, horizons=args.horizons,
                 reference=args.reference, progress=not args.quiet and sys.stderr.isatty(), device=args.device,
-                data=args.data)
+                data=args.data, ensemble=args.ensemble, level=args.level)
 
 
 def main(argv=None) -> int:

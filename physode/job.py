@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_model
+from .checks import positive_int
 from .data import TrajectoryDataset
 from .devices import resolve_device
 from .errors import DataMisfitError, PhysodeError, unknown_name
@@ -36,6 +37,7 @@ from .signals import STOPPED, Terminated
 from .systems import BUILTIN_SYSTEMS, System, resolve_system
 from .systems.base import defines_energy
 from .train import TrainConfig, build_model, fit, model_misfit, particles_of
+from .uncertainty import check_level
 
 #: Dataset and training size per preset: "smoke" checks the plumbing in seconds (tests), "quick" runs in a
 #: few minutes on 2 CPU cores, "full" makes the README's figures.
@@ -77,16 +79,21 @@ def comparison_system(system) -> tuple[System, dict]:
 
 def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=None, seed: int = 0,
                 horizons=None, reference: str | None = None, progress: bool = False, device="auto", log=print,
-                data=None) -> Path:
+                data=None, ensemble: int | None = None, level: float = 0.9) -> Path:
     """Run (or continue) the comparison job; returns the run folder.
 
     ``system_name``: see :func:`comparison_system`; or, instead, ``data``: a dataset file (``.npz``, e.g. recorded
     data from ``physode import`` or ``physode collect``) to train and score on, copied into the run folder (the
     preset then sets only the training). ``models``: names from ``MODELS``; None: every model that can represent
     the dynamics (:func:`physode.train.model_misfit` says why one cannot, e.g. an HNN on an odd number of
-    states). ``horizons`` and ``reference`` are passed to :func:`physode.compare`; every stage runs on ``device``.
+    states). ``ensemble``: train each model as an ensemble of that many members (None: one model each), whose
+    report adds the trust scores of :mod:`physode.uncertainty`. ``horizons``, ``reference`` and ``level`` are passed
+    to :func:`physode.compare`; every stage runs on ``device``.
     """
     device = resolve_device(device)
+    if ensemble is not None:
+        positive_int(ensemble, "ensemble")
+    check_level(level)
     if preset not in PRESETS:
         raise unknown_name("preset", preset, PRESETS)
     for name in models or ():
@@ -159,10 +166,18 @@ def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=No
             model_path = out / name / "model.pt"
             if model_path.exists():
                 trained[name] = trained_on(data_id, model_path, device)
+                if getattr(trained[name], "size", None) != ensemble:
+                    held = getattr(trained[name], "size", None)
+                    raise PhysodeError(f"{model_path} holds {'one model' if held is None else f'an ensemble of {held}'}, "
+                                       f"not {'one' if ensemble is None else f'an ensemble of {ensemble}'}; continue the "
+                                       f"run with {'no --ensemble' if held is None else f'--ensemble {held}'}, or choose "
+                                       "another output folder")
                 log(f"reusing {model_path}")
                 continue
             torch.manual_seed(seed)
             sized = {"hidden": settings["hidden"]} if "hidden" in inspect.signature(MODELS[name]).parameters else {}
+            if ensemble is not None:
+                sized["ensemble"] = ensemble
             model = build_model(name, dataset, **sized)
             config = TrainConfig(steps=settings["steps"], time_limit=settings["time_limit"], seed=seed,
                                  warm_start_steps=settings["warm_start_steps"])
@@ -181,7 +196,8 @@ def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=No
             trained[name] = load_model(model_path, map_location=device)
             log(f"trained {name}: {result.steps} steps in {result.seconds:.0f}s, validation error {result.best_val_error:.3g}")
 
-        report = compare(trained, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
+        report = compare(trained, dataset, horizons=horizons, reference=reference, level=level, progress=progress,
+                         device=device)
         report.save(out)
         draw(out, dataset, trained, report, progress=progress, log=log)
         log(report.to_markdown())
@@ -189,8 +205,8 @@ def run_compare(system_name=None, preset: str = "quick", out_dir=None, models=No
         return out
 
 
-def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: str | None = None, progress: bool = False,
-                    device="auto", log=print) -> Path:
+def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: str | None = None, level: float = 0.9,
+                    progress: bool = False, device="auto", log=print) -> Path:
     """``physode evaluate``: score trained models on the dataset at ``data_path``; returns ``out_dir``.
 
     ``model_paths``: ``model.pt`` files or the run folders that hold them; each model is named after its
@@ -201,6 +217,7 @@ def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: s
     writing there is refused at once; a failed evaluation leaves no folder it made).
     """
     device = resolve_device(device)
+    check_level(level)
     with folder_lock(out_dir, "output folder") as out:
         dataset = TrajectoryDataset.load(data_path)
         models, runs = {}, {}
@@ -211,7 +228,8 @@ def evaluate_models(data_path, model_paths, out_dir, horizons=None, reference: s
                 raise PhysodeError(f"two models would both be named {name!r} (after their folders: {runs[name]} and "
                                    f"{path.parent}); give each model.pt its own folder name")
             models[name], runs[name] = load_model(path, map_location=device), path.parent
-        report = compare(models, dataset, horizons=horizons, reference=reference, progress=progress, device=device)
+        report = compare(models, dataset, horizons=horizons, reference=reference, level=level, progress=progress,
+                         device=device)
         report.save(out)
         draw(out, dataset, models, report, progress=progress, runs=runs, log=log)
         log(report.to_markdown())

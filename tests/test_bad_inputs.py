@@ -218,6 +218,11 @@ CLI_CASES = {
     "compare without models": ["compare", "pendulum", "--preset", "smoke", "--models", ",", "--out", "{root}/new-run"],
     "collect negative seed": ["collect", "--env", "Pendulum-v1", "--episodes", "1", "--seed", "-1", "-o", "{root}/new.npz"],
     "collect missing module": ["collect", "--env", "nomodule:Bar-v0", "--episodes", "1", "-o", "{root}/new.npz"],
+    "compare level outside (0, 1)": ["compare", "pendulum", "--preset", "smoke", "--level", "90", "--out",
+                                     "{root}/new-run"],
+    "compare ensemble of 0": ["compare", "pendulum", "--preset", "smoke", "--ensemble", "0", "--out", "{root}/new-run"],
+    "evaluate level outside (0, 1)": ["evaluate", "{root}/model.pt", "--data", "{root}/good.npz", "--level", "1",
+                                      "--out", "{root}/new-run"],
 }
 
 

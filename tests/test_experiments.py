@@ -103,6 +103,19 @@ def test_nbody_bodies_quick(tmp_path):
     out = run("nbody_bodies.py", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path))
     assert "| interaction |" in (tmp_path / "compare_nbody2_smoke.md").read_text()
     raw = json.loads((tmp_path / "nbody_bodies_smoke.json").read_text())
-    assert set(raw) - {"provenance"} == {"2", "3", "4", "5"} and "| 5 | 2 |" in out
+    assert set(raw) - {"provenance"} == {"2", "3", "4", "5"} and "| 5 | 8 |" in out  # 8 fresh test trajectories
     for scores in (raw[n] for n in ("2", "3", "4", "5")):  # a pair model of one smoke training, on every n
         assert 0 < scores["field_error_test"] < 1 and scores["valid_time"] > 0
+
+
+def test_bench_uncertainty_quick(tmp_path):
+    out = run("bench_uncertainty.py", "--quick", "--results", str(tmp_path), "--figures", str(tmp_path))
+    raw = json.loads((tmp_path / "bench_uncertainty_quick.json").read_text())
+    assert set(raw["runs"]) == {f"{case} | K={k}" for case in ("pendulum", "recorded (Van der Pol, no system)")
+                                for k in (1, 3)}
+    assert raw["runs"]["pendulum | K=1"]["uncertainty"] is None  # one model: no spread
+    for case in ("pendulum", "recorded (Van der Pol, no system)"):
+        u = raw["runs"][f"{case} | K=3"]["uncertainty"]
+        assert u["members"] == 3 and all(0 <= u["coverage"][h] <= 1 for h in ("1.0", "2.0", "4.0"))
+    assert raw["runs"]["recorded (Van der Pol, no system) | K=3"]["field_error"] is None  # no true field to score
+    assert "| pendulum | 3 |" in out and (tmp_path / "bench_uncertainty_quick.png").exists()

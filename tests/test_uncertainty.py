@@ -4,6 +4,7 @@ compare, the figures and the CLI make of an ensemble."""
 
 import json
 import math
+import warnings
 
 import matplotlib
 
@@ -170,3 +171,92 @@ def test_compare_refuses_a_bad_level(scored):
     data, ensemble, _ = scored
     with pytest.raises(PhysodeError, match="level must be a coverage level"):
         compare({"ensemble": ensemble}, data, level=90)
+
+
+# -- the learned env of an ensemble --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ensemble_checkpoint(tmp_path_factory):
+    """An ensemble of 3 NeuralODEs trained briefly on controlled pendulum data, saved as one model.pt."""
+    data = TrajectoryDataset.generate(physode.Pendulum(), 24, t_end=2.0, dt=0.05, controls="random", seed=0)
+    torch.manual_seed(0)
+    ensemble = build_model("node", data, ensemble=3, hidden=8)
+    out = tmp_path_factory.mktemp("ensemble")
+    fit(ensemble, data, TrainConfig(**FAST), out_dir=out)
+    return out / "model.pt"
+
+
+def _member_steps(model, x, action, dt):
+    """The members' states ``dt`` after ``x: (1, D)`` under ``action``, ``(K, D)``."""
+    u = torch.tensor(action, dtype=torch.float64)[None, None]
+    with torch.no_grad():
+        return model.member_rollouts(x, torch.tensor([[0.0, dt]], dtype=torch.float64), u)[:, 0, 1].double()
+
+
+@pytest.mark.parametrize("member", ["mean", "sample"])
+def test_a_learned_env_steps_an_ensemble_by_its_mean_or_one_member_and_reports_the_spread(ensemble_checkpoint, member):
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    from physode.envs import LearnedDynamicsEnv
+
+    env = LearnedDynamicsEnv(ensemble_checkpoint, member=member)
+    model = physode.load_model(ensemble_checkpoint)
+    _, info = env.reset(seed=3)
+    assert np.array_equal(info["uncertainty"], np.zeros(2))
+    chosen = info.get("member")
+    assert (chosen is not None) == (member == "sample") and (chosen is None or 0 <= chosen < 3)
+    spreads = []
+    for k in range(5):
+        x = env._state.clone()
+        action = np.array([np.sin(k)], dtype=np.float32)
+        _, _, _, _, info = env.step(action)
+        members = _member_steps(model, x, action, env.dt)
+        expected = members.mean(0) if member == "mean" else members[chosen]
+        np.testing.assert_allclose(env._state[0].numpy(), expected.numpy(), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(info["uncertainty"], members.std(0, correction=0).numpy(), rtol=1e-5, atol=1e-9)
+        assert info.get("member") == chosen  # one member for the whole episode
+        spreads.append(np.linalg.norm(info["uncertainty"]))
+    assert min(spreads) > 0  # the members differ
+    if member == "sample":  # each episode draws its member from the env's generator: seeds repeat it, others vary it
+        draws = {LearnedDynamicsEnv(ensemble_checkpoint, member=member).reset(seed=s)[1]["member"] for s in range(12)}
+        assert len(draws) > 1 and env.reset(seed=3)[1]["member"] == chosen
+        vec = gym.make_vec("physode/Learned-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                           checkpoint=str(ensemble_checkpoint), member=member)
+        _, vec_info = vec.reset(seed=5)
+        singles = [LearnedDynamicsEnv(ensemble_checkpoint, member=member).reset(seed=5 + i)[1]["member"] for i in range(3)]
+        assert vec_info["member"].tolist() == singles and vec_info["uncertainty"].shape == (3, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Gymnasium's advice on unbounded boxes
+        check_env(gym.make("physode/Learned-v0", checkpoint=str(ensemble_checkpoint), member=member).unwrapped)
+
+
+def test_a_learned_env_refuses_to_sample_members_of_a_single_model(ensemble_checkpoint):
+    from physode.envs import LearnedDynamicsEnv
+
+    model = physode.load_model(ensemble_checkpoint)
+    single = model.members[0]
+    single.system_spec = model.system_spec
+    with pytest.raises(PhysodeError, match="ensemble of 2 or more members"):
+        LearnedDynamicsEnv(single, member="sample")
+    with pytest.raises(PhysodeError, match="member"):
+        LearnedDynamicsEnv(model, member="median")
+
+
+def test_physode_compare_trains_ensembles_and_reports_and_draws_their_trust(tmp_path, capsys):
+    from physode.cli import main
+
+    out = tmp_path / "run"
+    argv = ["compare", "pendulum", "--preset", "smoke", "--models", "node", "--ensemble", "2", "--level", "0.8",
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert physode.load_model(out / "node" / "model.pt", expected=physode.Ensemble).size == 2
+    report = json.loads((out / "report.json").read_text())
+    u = report["rows"]["node"]["uncertainty"]
+    assert report["meta"]["level"] == 0.8 and u["members"] == 2 and set(u["coverage"]) == {"1.0", "2.0", "4.0"}
+    assert "80% coverage @ t=1 (raw)" in (out / "report.md").read_text()
+    assert (out / "figures" / "calibration.png").exists() and (out / "figures" / "error_band_node.png").exists()
+    capsys.readouterr()
+    assert main(argv[:6] + argv[8:]) == 2  # the same folder without --ensemble: its model is an ensemble of 2
+    assert "holds an ensemble of 2, not one; continue the run with --ensemble 2" in capsys.readouterr().err
