@@ -50,7 +50,7 @@ from .data import SPLITS, TrajectoryDataset
 from .devices import resolve_device
 from .errors import PhysodeError, SolverError, unknown_name
 from .files import atomic_write
-from .models import DynamicsModel
+from .models import DynamicsModel, Ensemble
 from .simulate import simulate
 from .uncertainty import Calibration, calibration_curve, check_level, coverage, predicted_errors, prediction_interval
 from .systems import System
@@ -237,7 +237,7 @@ def compare(models: dict, dataset: TrajectoryDataset, system: System | None = No
         if isinstance(model, torch.nn.Module):
             model.to(device)
         start = time.perf_counter()
-        spread = getattr(model, "size", 1) >= 2 and hasattr(model, "predict")  # an ensemble: its mean, with spread
+        spread = isinstance(model, Ensemble) and model.size >= 2  # scored by its mean, with its spread
         args = () if u_device is None else (u_device,)
         try:
             with torch.no_grad():
