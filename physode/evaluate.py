@@ -59,6 +59,9 @@ from .systems.base import defines_energy
 HORIZONS = (1.0, 2.0, 4.0)
 #: The ``k`` of the k-step prediction error (one-step errors are reported too).
 K_STEPS = 10
+#: Bands of time an ensemble's recalibration on the validation split maps separately (equal shares of its states):
+#: the members' spread and their mean's error need not grow at one rate.
+CALIBRATION_BANDS = 4
 #: The most starts of one-step and k-step predictions scored (drawn with the seed where there are more).
 MAX_STEP_WINDOWS = 4096
 REFERENCES = ("system", "data")
@@ -308,18 +311,19 @@ def _uncertainty(model, prediction, truth, observed, own_times, axis, at, valid,
     calibration = _calibration(model, dataset, controlled, device)
     row = {"members": int(model.size), "level": level, "recalibrated": not calibration.identity}
     for key, way in (("coverage_raw", Calibration()), ("coverage", calibration)):
-        lower, upper = prediction_interval(prediction, level, way)
+        lower, upper = prediction_interval(prediction, level, way, own_times)
         inside = _on_axis(coverage(lower, upper, truth, observed), own_times, observed, axis)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # times no trajectory reaches
             curve = np.nanmean(inside, 0)
         row[key] = {h: _number(curve[i]) for h, i in at.items()}
-    horizons = crossing_times(predicted_errors(prediction, calibration).numpy(), own_times.numpy(), observed.numpy(),
-                              threshold)
+    horizons = crossing_times(predicted_errors(prediction, calibration, own_times).numpy(), own_times.numpy(),
+                              observed.numpy(), threshold)
     row["trust_horizon"] = float(np.median(horizons))
     row["trust_rank_correlation"] = _rank_correlation(horizons, valid)
     row["calibration_curve"] = {"raw": calibration_curve(prediction, truth, observed),
-                                "recalibrated": calibration_curve(prediction, truth, observed, calibration)}
+                                "recalibrated": calibration_curve(prediction, truth, observed, calibration,
+                                                                  times=own_times)}
     return row, {"calibration": calibration, "lower": lower, "upper": upper, "trust_horizons": horizons,
                  "valid_times": valid}
 
@@ -334,10 +338,12 @@ def _calibration(model, dataset: TrajectoryDataset, controlled: bool, device) ->
     args = () if not controlled else (val.u.to(device),)
     with torch.no_grad():
         prediction = _on_cpu(model.predict(val.x_clean[:, 0].to(device), val.t.to(device), *args))
-    try:
-        return Calibration.fit(prediction, val.x_clean, val.mask)
-    except PhysodeError:  # validation trajectories of one observation: nothing to fit
-        return Calibration()
+    for bands in (CALIBRATION_BANDS, 1):  # too few validation times for the bands: one map for all
+        try:
+            return Calibration.fit(prediction, val.x_clean, val.mask, val.times, bands)
+        except PhysodeError:
+            continue
+    return Calibration()  # validation trajectories of one observation: nothing to fit
 
 
 def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float | None:

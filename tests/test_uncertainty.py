@@ -61,6 +61,49 @@ def test_a_recalibrated_interval_covers_its_nominal_share_of_fresh_gaussian_erro
     assert Calibration().sigma_scale == pytest.approx(1.0)
 
 
+def _drifting(n, seed, members=5):
+    """A prediction over times 0 .. 4 whose errors are half its spread at times 1 and 2 and three times it at 3 and 4
+    (a spread that grows slower than the errors): ``(prediction, target, times (5,))``."""
+    gen = torch.Generator().manual_seed(seed)
+    mean = torch.randn(n, 5, 2, generator=gen, dtype=torch.float64)
+    std = 0.1 + torch.rand(n, 5, 2, generator=gen, dtype=torch.float64)
+    std[:, 0] = 0.0
+    factor = torch.tensor([0.0, 0.5, 0.5, 3.0, 3.0], dtype=torch.float64)[None, :, None]
+    target = mean + factor * std * torch.randn(n, 5, 2, generator=gen, dtype=torch.float64)
+    return EnsemblePrediction(mean, std, mean.expand(members, -1, -1, -1)), target, torch.arange(5.0)
+
+
+def test_a_recalibration_in_bands_of_time_covers_early_and_late_states_alike():
+    fitted, fitted_target, times = _drifting(3000, seed=10)
+    banded = Calibration.fit(fitted, fitted_target, times=times, bands=2)
+    assert banded.bands == 2 and banded.edges.tolist() == [2.0]  # equal shares: times 1-2 and 3-4
+    pooled = Calibration.fit(fitted, fitted_target)
+    test, test_target, _ = _drifting(3000, seed=11)
+    early, late = torch.zeros(3000, 5, dtype=torch.bool), torch.zeros(3000, 5, dtype=torch.bool)
+    early[:, 1:3], late[:, 3:] = True, True
+    n = 3000 * 2 * 2
+    inside = coverage(*prediction_interval(test, 0.9, banded, times), test_target)
+    for which in (early, late):
+        assert abs(inside[which.numpy()].mean() - 0.9) < _binomial_bound(0.9, n) + 0.01
+    pooled_inside = coverage(*prediction_interval(test, 0.9, pooled), test_target)
+    assert pooled_inside[early.numpy()].mean() > 0.97 and pooled_inside[late.numpy()].mean() < 0.85  # one map misses
+    kappa = banded.sigma_scales(times)
+    assert kappa[1] == pytest.approx(0.5, rel=0.06) and kappa[4] == pytest.approx(3.0, rel=0.06)
+    assert banded.sigma_scales(torch.tensor([100.0]))[0] == kappa[4]  # later times: the last band's map
+    errors = predicted_errors(test, banded, times)
+    assert torch.allclose(errors, torch.as_tensor(kappa)[None] * predicted_errors(test))
+    curve = calibration_curve(test, test_target, calibration=banded, times=times)
+    assert np.abs(np.array(curve["observed"]) - np.array(curve["levels"])).max() < 0.03
+    back = Calibration.from_dict(json.loads(json.dumps(banded.to_dict())))
+    assert np.array_equal(back.sigma_scales(times), kappa) and back.bands == 2
+    with pytest.raises(PhysodeError, match="2 bands of time: pass the times"):
+        banded.bounds(0.9)
+    with pytest.raises(PhysodeError, match="needs the times"):
+        Calibration.fit(fitted, fitted_target, bands=2)
+    with pytest.raises(PhysodeError, match="fewer bands"):
+        Calibration.fit(*_drifting(1, seed=12)[:2], times=times, bands=5)
+
+
 def test_the_calibration_curve_lies_on_the_diagonal_once_recalibrated():
     fitted, target = _gaussian(3000, 2.0, seed=3)
     calibration = Calibration.fit(fitted, target)
@@ -139,7 +182,8 @@ def test_compare_scores_an_ensemble_by_its_mean_and_adds_its_trust_scores(scored
     for key, calibration in (("coverage", kept["calibration"]), ("coverage_raw", Calibration())):
         with torch.no_grad():
             prediction = ensemble.predict(test.x_clean[:, 0], torch.as_tensor(report.times))
-        lower, upper = prediction_interval(EnsemblePrediction(*(v.double() for v in prediction)), 0.9, calibration)
+        lower, upper = prediction_interval(EnsemblePrediction(*(v.double() for v in prediction)), 0.9, calibration,
+                                           torch.as_tensor(report.times))
         at = int(np.argmin(np.abs(report.times - 2 * data.t_train)))
         inside = ((truth[:, at] >= lower[:, at]) & (truth[:, at] <= upper[:, at])).double().mean()
         assert u[key]["2.0"] == pytest.approx(float(inside), abs=1e-6)
@@ -148,6 +192,7 @@ def test_compare_scores_an_ensemble_by_its_mean_and_adds_its_trust_scores(scored
     assert report.rows["ensemble"]["valid_time"] == pytest.approx(float(np.median(kept["valid_times"])))
     assert u["trust_rank_correlation"] is None or -1 <= u["trust_rank_correlation"] <= 1
     assert kept["calibration"].samples == int(data.val.mask[:, 1:].sum()) * data.state_dim
+    assert kept["calibration"].bands == physode.evaluate.CALIBRATION_BANDS
     text = report.to_markdown()
     assert "Trust without the truth" in text and "| ensemble | 3 |" in text
     json.dumps(report.to_dict())  # the trust scores are plain JSON
