@@ -308,7 +308,8 @@ class ContinuousEnsemble(Ensemble, ContinuousModel):
         z0 = torch.cat([m.initial_solver_state(x0) for m in self.members])  # (K N, S)
         # with the adjoint the weights are stacked in every evaluation: its backward solve evaluates the field
         # afresh and differentiates that evaluation with respect to the members' own parameters
-        fixed = None if self.adjoint else _stacked_state(self.members)
+        broadcast = broadcasts(self.members[0])
+        fixed = None if self.adjoint else _stacked_state(self.members, broadcast)
         flows = {}
 
         def field(t, z, u):
@@ -316,8 +317,8 @@ class ContinuousEnsemble(Ensemble, ContinuousModel):
             batched_t = t.ndim > 0
             key = (batched_t, u is not None)
             if key not in flows:
-                flows[key] = _vmapped_flow(self.members[0], 0 if batched_t else None, None if u is None else 0)
-            state = fixed if fixed is not None else _stacked_state(self.members)
+                flows[key] = _batched_flow(self.members[0], 0 if batched_t else None, None if u is None else 0)
+            state = fixed if fixed is not None else _stacked_state(self.members, broadcast)
             out = flows[key](state, t.reshape(size, n) if batched_t else t, z.reshape(size, n, -1),
                              None if u is None else u.reshape(size, n, -1))
             return out.reshape(size * n, -1)
@@ -340,8 +341,11 @@ class ContinuousEnsemble(Ensemble, ContinuousModel):
         t = t.expand(lead).reshape(-1) if t.ndim else t
         u = None if u is None else torch.broadcast_to(u, (*lead, self.control_dim)).reshape(-1, self.control_dim)
         states = torch.stack([m.initial_solver_state(z) for m in self.members])  # (K, M, S)
-        flow = _vmapped_flow(self.members[0], None, None)
-        out = flow(_stacked_state(self.members), t, states, u)[..., : self.state_dim]
+        flow = _batched_flow(self.members[0], None, None)
+        broadcast = broadcasts(self.members[0])
+        if broadcast and u is not None:  # the shared controls, once per member
+            u = u.expand(self.size, *u.shape)
+        out = flow(_stacked_state(self.members, broadcast), t, states, u)[..., : self.state_dim]
         return out.reshape(self.size, *lead, self.state_dim).to(x.dtype)
 
 
@@ -360,22 +364,33 @@ class _Flow(nn.Module):
         return self.member.flow(t, z, u)
 
 
-def _stacked_state(members) -> dict:
+def _stacked_state(members, broadcast: bool = False) -> dict:
     """The members' parameters and buffers stacked along a first dimension of size ``K``, under the names
-    ``functional_call`` of a :class:`_Flow` takes (differentiable: gradients reach every member's own)."""
+    ``functional_call`` of a :class:`_Flow` takes (differentiable: gradients reach every member's own). With
+    ``broadcast``, vectors (biases, normalisation) become ``(K, 1, n)``, which broadcast against states ``(K, M, n)``
+    as the matrices ``(K, out, in)`` multiply them (see :meth:`MLP.forward <physode.models.MLP.forward>`)."""
     named = [dict([*m.named_parameters(), *m.named_buffers()]) for m in members]
-    return {f"member.{name}": torch.stack([entry[name] for entry in named]) for name in named[0]}
+    stacked = {f"member.{name}": torch.stack([entry[name] for entry in named]) for name in named[0]}
+    if broadcast:
+        stacked = {name: value.unsqueeze(1) if value.ndim == 2 else value for name, value in stacked.items()}
+    return stacked
 
 
-def _vmapped_flow(template: ContinuousModel, t_dim, u_dim):
-    """``f(state, t, z, u) -> (K, ..., S)``: the flow of ``template``'s class with each member's stacked weights
-    (``state`` from :func:`_stacked_state`) at its own states ``z: (K, ..., S)``; ``t`` and ``u`` batched over the
-    members along dimension 0 (``t_dim``, ``u_dim`` = 0) or shared (None).
+def _batched_flow(template: ContinuousModel, t_dim, u_dim):
+    """``f(state, t, z, u) -> (K, M, S)``: the flow of ``template``'s class with each member's stacked weights
+    (``state`` from :func:`_stacked_state`) at its own states ``z: (K, M, S)``; ``t`` and ``u`` batched over the
+    members along dimension 0 (``t_dim``, ``u_dim`` = 0: ``(K, M)``, ``(K, M, C)``) or shared (None).
 
-    It runs with gradient recording on: a network of tanh units otherwise takes its sigmoid form, whose folded
-    weights are cached between calls, which vmap cannot do (without tensors that require gradients, nothing is
-    recorded)."""
+    The neural ODE family's flow is written in operations that broadcast over a leading member dimension, and its
+    network multiplies stacked weights batch by batch, so the flow runs once on the stacked state as it is
+    (``broadcast`` stacking). Other flows (the interaction model's pair sums) run under ``torch.func.vmap``, with
+    gradient recording on: a network of tanh units otherwise takes its sigmoid form, whose folded weights are cached
+    between calls, which vmap cannot do (without tensors that require gradients, nothing is recorded)."""
     module = _Flow(template)
+    if broadcasts(template):
+        def broadcast(state, t, z, u):
+            return torch.func.functional_call(module, state, (t, z, u))
+        return broadcast
 
     def one(state, t, z, u):
         return torch.func.functional_call(module, state, (t, z, u))
@@ -387,6 +402,11 @@ def _vmapped_flow(template: ContinuousModel, t_dim, u_dim):
             return vmapped(state, t, z, u)
 
     return flow
+
+
+def broadcasts(member: ContinuousModel) -> bool:
+    """Whether ``member``'s flow broadcasts over stacked members (exactly the neural ODE family's classes)."""
+    return type(member) in (NeuralODE, AugmentedNeuralODE)
 
 
 def _has_hooks(member: nn.Module) -> bool:

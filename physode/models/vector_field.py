@@ -42,6 +42,13 @@ class MLP(nn.Sequential):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network at ``x: (..., in_dim)``; with an ensemble's stacked weights in place of its own (``(K, out,
+        in)`` matrices and ``(K, 1, out)`` biases, through ``torch.func.functional_call``), every member's network at
+        its own inputs ``x: (K, M, in_dim)`` in one batched multiplication per layer: ``(K, M, out_dim)``."""
+        if self[0].weight.ndim == 3:
+            for layer in self:
+                x = torch.baddbmm(layer.bias, x, layer.weight.transpose(1, 2)) if isinstance(layer, nn.Linear) else layer(x)
+            return x
         if self.activation == "tanh" and x.device.type == "cpu" and not torch.is_grad_enabled():
             return self.sigmoid_form()(x)
         return super().forward(x)
