@@ -374,9 +374,14 @@ class TrajectoryDataset:
         """``(N, T)`` True at the observations with ``t <= t_train`` (the part of each trajectory to train on)."""
         return (self.times <= self.t_train) & self.mask
 
-    def spacing(self) -> float:
-        """The median interval between consecutive observations within the training horizon, over all trajectories."""
-        return float(self.times.diff(dim=1)[self._training_intervals()].median())
+    def spacing(self, statistic: str = "median") -> float:
+        """The ``"median"`` (or ``"mean"``) interval between consecutive observations within the training horizon,
+        over all trajectories. On an irregular grid the mean is what a run of ``k`` intervals spans on average
+        (``k`` times it); the median is the interval most observations have to their next."""
+        if statistic not in ("median", "mean"):
+            raise unknown_name("statistic", statistic, ("median", "mean"))
+        intervals = self.times.diff(dim=1)[self._training_intervals()]
+        return float(intervals.median() if statistic == "median" else intervals.mean())
 
     def time_scale(self) -> float:
         """How fast the motion is: the median time it takes the observed state to move by one standard deviation.

@@ -289,6 +289,9 @@ def test_the_time_scale_of_a_harmonic_oscillator_is_one_over_root_two_omega():
     x = torch.stack([torch.cos(w * t), -w * torch.sin(w * t)], dim=-1).expand(4, -1, -1)
     data = TrajectoryDataset.from_arrays(t, x, t_train=float(t[-1]))
     assert data.spacing() == pytest.approx(float(t[1]), rel=1e-9)
+    assert data.spacing("mean") == pytest.approx(float(t[1]), rel=1e-9)
+    with pytest.raises(PhysodeError, match="statistic"):
+        data.spacing("max")
     assert data.time_scale() == pytest.approx(1 / (np.sqrt(2) * w), rel=1e-3)
     slower = TrajectoryDataset.from_arrays(3 * t, x, t_train=3 * float(t[-1]))  # the same motion, three times slower
     assert slower.time_scale() == pytest.approx(3 * data.time_scale(), rel=1e-9)

@@ -89,9 +89,9 @@ class Run:
     @functools.cached_property
     def longest_window(self) -> int:
         """The final window length, in observation intervals: ``config.window``, but at most
-        :data:`WINDOW_TIME_SCALES` time scales of the motion (and at least ``config.window_start``)."""
+        :data:`WINDOW_TIME_SCALES` time scales of the motion on average (and at least ``config.window_start``)."""
         train, config = self.dataset.train, self.config
-        span = round(WINDOW_TIME_SCALES * train.time_scale() / train.spacing())
+        span = round(WINDOW_TIME_SCALES * train.time_scale() / train.spacing("mean"))
         return max(config.window_start, min(config.window, span))
 
     @property
