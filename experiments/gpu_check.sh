@@ -4,7 +4,7 @@
 # 1. the device-sensitive tests (tests/test_devices.py runs its CUDA cases when torch sees a GPU;
 #    tests/test_distributed.py checks data-parallel training with gloo, as on the CPU);
 # 2. experiments/bench_scale.py (n-body throughput on CPU and GPU, training on CPU and GPU);
-# 3. experiments/bench_envs.py (env-steps per second; rows on the GPU where marked).
+# 3. experiments/bench_envs.py (env-steps per second; it runs on the CPU, here the GPU machine's).
 # Tables and figures go to OUT (default: experiments/results and figures), a log to OUT/gpu_check.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."

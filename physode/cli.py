@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model on a dataset; writes model.pt, checkpoint.pt, metrics.jsonl")
     train.add_argument("--data", required=True, help="dataset (.npz) from `physode simulate`, `import` or `collect`")
-    train.add_argument("--model", choices=sorted(MODELS), default="node", help="node, anode, resnet or hnn (default node)")
+    train.add_argument("--model", choices=sorted(MODELS), default="node", help=f"{', '.join(MODELS)} (default node)")
     train.add_argument("--out", required=True, help="run folder, e.g. runs/pendulum-node")
     train.add_argument("--steps", type=int, default=TrainConfig.steps, help=f"optimiser steps (default {TrainConfig.steps})")
     train.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
