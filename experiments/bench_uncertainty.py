@@ -27,6 +27,8 @@ bench_uncertainty_quick.{md,json} and figures/bench_uncertainty_quick.png.
 
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -107,6 +109,7 @@ def main(argv=None):
             rows.append(f"| {case} | {k} | {seconds[k]:.0f} | {cover} | {u['trust_horizon']:.2f} | "
                         f"{row['valid_time']:.2f} ({ratio:.2f}x){_flag(abs(ratio - 1) <= TARGET_HORIZON)} | "
                         + ("n/a" if rank is None else f"{rank:.2f}{_flag(rank >= TARGET_RANK)}") + " |")
+            print(rows[-1], file=sys.stderr, flush=True)  # a long run's progress
             if k == (5 if 5 in sizes else max(sizes)):
                 curves[case] = u["calibration_curve"]
         if 5 in seconds:

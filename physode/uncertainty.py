@@ -11,7 +11,10 @@ are read as a normal prediction ``N(m, s^2)``:
   regression"): a few members' spread is rarely the right size, so on held-out trajectories (the validation split)
   each observed coordinate ``y`` gives its probability integral transform ``Phi((y - m) / s)``; the recalibrated
   CDF is the empirical CDF ``R`` of those values composed with the model's, and the interval at level ``p`` takes
-  ``z_lo = Phi^-1(R^-1((1 - p) / 2))`` and ``z_hi = Phi^-1(R^-1((1 + p) / 2))`` (:class:`Calibration`);
+  ``z_lo = Phi^-1(R^-1((1 - p) / 2))`` and ``z_hi = Phi^-1(R^-1((1 + p) / 2))`` (:class:`Calibration`). As
+  ``Phi`` is monotone, that is the empirical quantile of the standardised errors ``(y - m) / s`` themselves at
+  ``(1 - p) / 2`` and ``(1 + p) / 2``, which is how it is computed: ``Phi`` rounds to 0 or 1 beyond about 8
+  standard deviations, so a spread many times too small would otherwise leave the interval capped; and
   optionally one map per band of time, since the spread and the errors it stands for need not grow at one rate
   (:func:`physode.compare` fits ``physode.evaluate.CALIBRATION_BANDS`` of them; times past the validation
   trajectories take the last one's);
@@ -34,8 +37,10 @@ from scipy.stats import norm
 from .checks import positive_int
 from .errors import PhysodeError
 
-#: Points of the recalibration map kept (quantiles of the PIT values at evenly spaced probabilities).
+#: Points of the recalibration map kept (quantiles of the standardised errors at evenly spaced probabilities).
 CALIBRATION_POINTS = 201
+#: The identity's quantiles stop this far from probabilities 0 and 1 (an interval at level 1 would be infinite).
+IDENTITY_EDGE = 5e-7
 #: The one-sigma level: the share of a normal distribution within one standard deviation of its mean.
 ONE_SIGMA = math.erf(1 / math.sqrt(2))
 
@@ -57,14 +62,15 @@ def check_spread(prediction, what: str = "a prediction interval") -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """A recalibration map, one per band of time: ``quantiles (B, CALIBRATION_POINTS)``, each band's PIT values'
-    empirical quantiles at the evenly spaced probabilities ``0 .. 1`` (None: the identity, no recalibration), and
+    """A recalibration map, one per band of time: ``quantiles (B, CALIBRATION_POINTS)``, each band's empirical
+    quantiles of the standardised errors ``(y - m) / s`` at the evenly spaced probabilities ``0 .. 1`` (None: the
+    identity, no recalibration; see the module doc), and
     ``edges (B - 1,)``, the times between the bands: band ``b`` holds the times in ``(edges[b-1], edges[b]]``, the
     first also every earlier time and the last every later one. A spread and the errors it stands for need not grow
     at one rate, so a longer rollout may need another map than a short one. Fit it with :meth:`fit`."""
 
     quantiles: np.ndarray | None = None
-    samples: int = 0  #: how many PIT values it was fitted on
+    samples: int = 0  #: how many standardised errors it was fitted on
     edges: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     @classmethod
@@ -78,8 +84,8 @@ class Calibration:
         ``(T,)`` or ``(N, T)``, when each state was observed)."""
         check_spread(prediction, "recalibration")
         positive_int(bands, "bands")
-        pit, keep = _pit(prediction, target, mask)
-        values = pit[keep]
+        scores, keep = _standardised(prediction, target, mask)
+        values = scores[keep]
         if values.size < 2 * bands:
             raise PhysodeError("recalibration needs held-out observations beyond the initial states (at least 2 per "
                                f"band of time, {bands} bands asked for); pass longer trajectories or fewer bands")
@@ -87,7 +93,7 @@ class Calibration:
         if bands > 1:
             if times is None:
                 raise PhysodeError(f"a recalibration in {bands} bands of time needs the times: pass times=(N, T)")
-            when = np.broadcast_to(_times(times, pit.shape[:2])[..., None], pit.shape)[keep]
+            when = np.broadcast_to(_times(times, scores.shape[:2])[..., None], scores.shape)[keep]
             edges = np.unique(np.quantile(when, np.arange(1, bands) / bands, method="inverted_cdf"))  # observed times
             band = np.searchsorted(edges, when, side="left")
             if np.bincount(band, minlength=len(edges) + 1).min() < 2:
@@ -111,19 +117,16 @@ class Calibration:
         """The normal quantile that the recalibrated CDF puts at probability ``q`` (an array or a number): shaped
         like ``q``, or with ``times`` (which a calibration in several bands needs) ``times.shape + q.shape``."""
         q = np.asarray(q, dtype=np.float64)
-        if self.quantiles is not None:
-            grid = np.linspace(0.0, 1.0, CALIBRATION_POINTS)
-            q = np.stack([np.interp(q, grid, row) for row in self.quantiles])  # (B, *q.shape)
-            if times is None:
-                if self.bands > 1:
-                    raise PhysodeError(f"this calibration has {self.bands} bands of time: pass the times")
-                q = q[0]
-            else:
-                q = q[np.searchsorted(self.edges, _times(times), side="left")]
-        elif times is not None:
-            q = np.broadcast_to(q, (*np.shape(_times(times)), *q.shape))
-        edge = 0.5 / max(self.samples, 1_000_000)  # a quantile of 0 or 1 would make an infinite interval
-        return norm.ppf(np.clip(q, edge, 1 - edge))
+        if self.quantiles is None:
+            z = norm.ppf(np.clip(q, IDENTITY_EDGE, 1 - IDENTITY_EDGE))
+            return z if times is None else np.broadcast_to(z, (*np.shape(_times(times)), *q.shape))
+        grid = np.linspace(0.0, 1.0, CALIBRATION_POINTS)
+        z = np.stack([np.interp(q, grid, row) for row in self.quantiles])  # (B, *q.shape)
+        if times is None:
+            if self.bands > 1:
+                raise PhysodeError(f"this calibration has {self.bands} bands of time: pass the times")
+            return z[0]
+        return z[np.searchsorted(self.edges, _times(times), side="left")]
 
     def bounds(self, level: float, times=None):
         """``(z_lo, z_hi)`` of the interval at nominal ``level``: numbers, or with ``times`` arrays of their shape."""
@@ -187,16 +190,16 @@ def calibration_curve(prediction, target: torch.Tensor, mask: torch.Tensor | Non
     :func:`prediction_interval`)."""
     check_spread(prediction, "a calibration curve")
     positive_int(levels, "levels")
-    pit, keep = _pit(prediction, target, mask)
+    scores, keep = _standardised(prediction, target, mask)
     calibration = calibration or Calibration()
-    when = None if times is None else _times(times, pit.shape[:2])
+    when = None if times is None else _times(times, scores.shape[:2])
     nominal = np.linspace(0.0, 1.0, levels + 2)[1:-1]
     observed = []
     for p in nominal:
-        lo, hi = norm.cdf(calibration.bounds(p, when))
+        lo, hi = calibration.bounds(p, when)
         if when is not None:
             lo, hi = lo[..., None], hi[..., None]
-        inside = (pit >= lo) & (pit <= hi)
+        inside = (scores >= lo) & (scores <= hi)
         observed.append(float(inside[keep].mean()) if keep.any() else math.nan)
     return {"levels": nominal.tolist(), "observed": observed}
 
@@ -213,18 +216,18 @@ def _factors(calibration, mean: torch.Tensor, times, compute) -> list[torch.Tens
     calibration = calibration or Calibration()
     when = None if times is None else _times(times, mean.shape[:-1])
     out = compute(calibration, when)
-    return [torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=mean.dtype, device=mean.device)[..., None]
+    return [torch.tensor(np.asarray(v, dtype=np.float64), dtype=mean.dtype, device=mean.device)[..., None]
             if when is not None else torch.tensor(float(v), dtype=mean.dtype, device=mean.device).reshape(1)
             for v in out]
 
 
-def _pit(prediction, target, mask):
-    """The PIT values ``Phi((y - m) / s)`` as a numpy array ``(N, T, D)`` and which of them count: observed, finite,
-    and with a spread (the members' initial states agree exactly)."""
+def _standardised(prediction, target, mask):
+    """The standardised errors ``(y - m) / s`` as a numpy array ``(N, T, D)`` and which of them count: observed,
+    finite, and with a spread (the members' initial states agree exactly)."""
     mean, std = prediction.mean.detach().double(), prediction.std.detach().double()
     target = target.to(mean)
     keep = (std > 0) & torch.isfinite(target) & torch.isfinite(mean)
     if mask is not None:
         keep &= mask.unsqueeze(-1).to(keep.device)
     z = torch.where(keep, (target - mean) / torch.where(keep, std, 1.0), 0.0)
-    return norm.cdf(z.cpu().numpy()), keep.cpu().numpy()
+    return z.cpu().numpy(), keep.cpu().numpy()

@@ -40,7 +40,7 @@ def _binomial_bound(p, n):
     return 4 * math.sqrt(p * (1 - p) / n)
 
 
-@pytest.mark.parametrize("true_scale", [0.4, 1.0, 2.5])
+@pytest.mark.parametrize("true_scale", [0.4, 1.0, 2.5, 20.0])  # 20: errors far past the spread (no capped interval)
 def test_a_recalibrated_interval_covers_its_nominal_share_of_fresh_gaussian_errors(true_scale):
     fitted, fitted_target = _gaussian(4000, true_scale, seed=0)
     calibration = Calibration.fit(fitted, fitted_target)
