@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import physode
 from physode.files import atomic_write
+from physode.signals import STOPPED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +22,15 @@ def experiment_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results", help="folder for the tables")
     parser.add_argument("--figures", type=Path, default=ROOT / "figures", help="folder for the figures")
     return parser
+
+
+def fit(model, data, config, **options):
+    """:func:`physode.fit`, stopping the script when a signal stopped the training: ``fit`` itself returns then
+    (with its checkpoint written), and a benchmark would go on to score and time a run cut short."""
+    result = physode.fit(model, data, config, **options)
+    if result.stopped in STOPPED:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: training {result.stopped} at step {result.steps}; nothing written")
+    return result
 
 
 def provenance() -> str:

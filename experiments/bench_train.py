@@ -37,7 +37,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 import physode
-from _common import experiment_parser, write_outputs
+from _common import experiment_parser, fit, write_outputs
 from physode.train import TrainConfig, relative_errors
 
 QUICK_STEPS = 100  #: --quick: optimiser steps of each run
@@ -64,7 +64,7 @@ def run_physode(data, warm_start=True, seconds=None, steps=None):
     torch.manual_seed(0)
     model = physode.build_model("node", data)
     budget = {"time_limit": seconds} if seconds is not None else {"steps": steps} if steps is not None else {}
-    result = physode.fit(model, data, TrainConfig(warm_start=warm_start, **budget))
+    result = fit(model, data, TrainConfig(warm_start=warm_start, **budget))
     curve = [(h["seconds"], h["val_error"]) for h in result.history]
     out = scores(model.rollout, lambda x: model.vector_field(0.0, x.float()), data)
     return {**out, "train_seconds": result.seconds, "steps": result.steps, "stopped": result.stopped,

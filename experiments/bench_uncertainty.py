@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import physode
-from _common import experiment_parser, write_outputs
+from _common import experiment_parser, fit, write_outputs
 from physode.job import PRESETS, comparison_system
 from physode.train import TrainConfig
 
@@ -71,7 +71,7 @@ def train(data, members: int, steps: int, warm_steps: int, hidden: int):
     torch.manual_seed(0)
     model = physode.build_model("node", data, hidden=hidden, **({"ensemble": members} if members > 1 else {}))
     config = TrainConfig(steps=steps, warm_start_steps=warm_steps, patience=10**6, seed=0)
-    result = physode.fit(model, data, config)
+    result = fit(model, data, config)
     return model, result.seconds
 
 

@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 import torch
-from _common import experiment_parser, write_outputs
+from _common import experiment_parser, fit, write_outputs
 
 import physode
 
@@ -40,7 +40,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = physode.build_model("node", data, hidden=64)
     with tempfile.TemporaryDirectory() as out:
-        result = physode.fit(model, data, physode.TrainConfig(steps=steps, time_limit=limit, seed=0), out_dir=out,
+        result = fit(model, data, physode.TrainConfig(steps=steps, time_limit=limit, seed=0), out_dir=out,
                              progress=not args.quick)
     model.eval()
     test = data.test

@@ -40,7 +40,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
-from _common import experiment_parser, write_outputs
+from _common import experiment_parser, fit, write_outputs
 
 import physode
 from physode.models import ContinuousModel
@@ -79,7 +79,7 @@ def trained_model(args, data):
     config = physode.TrainConfig(time_limit=args.train_seconds, seed=args.seed)
     if args.quick:  # a short schedule (by steps: the same model on every run) validated often enough to keep its best
         config = physode.TrainConfig(steps=200, val_every=25, time_limit=args.train_seconds, seed=args.seed)
-    result = physode.fit(model, data, config)
+    result = fit(model, data, config)
     return model, {"steps": result.steps, "seconds": result.seconds, "best_val_error": result.best_val_error,
                    "stopped": result.stopped}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from _common import experiment_parser, write_outputs
+from _common import experiment_parser, fit, write_outputs
 
 import physode
 
@@ -54,7 +54,7 @@ def main() -> None:
             torch.manual_seed(args.seed)
             model = physode.build_model(name, train_on, hidden=64)
             config = physode.TrainConfig(steps=steps, seed=args.seed, train_step=GRID_DT, val_every=max(10, steps // 15))
-            result = physode.fit(model, train_on, config, progress=not quick)
+            result = fit(model, train_on, config, progress=not quick)
             models[(label, name)] = model
             rows.append({"data": label, "model": name, "observations": int(data.n_times), "steps": result.steps,
                          "seconds": result.seconds})
