@@ -8,12 +8,13 @@ the members' own predictions.
 
 An ensemble of continuous models is a :class:`~physode.models.ContinuousModel` too (an instance of the subclass
 :class:`ContinuousEnsemble`, which files and messages call ``Ensemble``): its solver settings are its members'
-(setting one sets it on all), and where the members' flow can run under ``torch.func.vmap`` (the neural ODE
+(setting one sets it on all), and where the members' flow can run on their stacked weights (the neural ODE
 family: :class:`~physode.models.NeuralODE`, :class:`~physode.models.AugmentedNeuralODE` and the force form of
 :class:`~physode.models.InteractionODE`) one torchdiffeq solve integrates all members at once: the solver state
 is ``(K N, S)``, member-major, each row one member's trajectory (so every member's trajectory meets the
 tolerances on its own, as in a solve of its own), and each evaluation reshapes it to ``(K, N, S)`` and runs every
-member at once through their stacked weights (``functional_call`` under ``vmap``). Other members (a Hamiltonian
+member at once through their stacked weights (``functional_call``: the neural ODEs' flow broadcasts over them,
+the interaction model's runs under ``vmap``; see :func:`_batched_flow`). Other members (a Hamiltonian
 model takes autograd inside its flow, a ResNet step model is discrete, SINDy is fitted by regression) are rolled
 out one after the other. The two agree to float rounding with fixed-step solvers; with adaptive ones the batched
 solve takes the steps its hardest member needs, so it agrees with the loop to the solver's tolerance.
@@ -274,8 +275,8 @@ class ContinuousEnsemble(Ensemble, ContinuousModel):
 
     @property
     def batched(self) -> bool:
-        """Whether one solve integrates every member (their flow runs under ``torch.func.vmap``): members of the
-        neural ODE family (exactly these classes: a subclass may change the flow in ways vmap cannot follow) or
+        """Whether one solve integrates every member (their flow runs on their stacked weights): members of the
+        neural ODE family (exactly these classes: a subclass may change the flow in ways stacking cannot follow) or
         the force form of the interaction model, without forward hooks on their networks."""
         first = self.members[0]
         family = type(first) in (NeuralODE, AugmentedNeuralODE) or (type(first) is InteractionODE
@@ -387,14 +388,12 @@ def _batched_flow(template: ContinuousModel, t_dim, u_dim):
     gradient recording on: a network of tanh units otherwise takes its sigmoid form, whose folded weights are cached
     between calls, which vmap cannot do (without tensors that require gradients, nothing is recorded)."""
     module = _Flow(template)
-    if broadcasts(template):
-        def broadcast(state, t, z, u):
-            return torch.func.functional_call(module, state, (t, z, u))
-        return broadcast
 
     def one(state, t, z, u):
         return torch.func.functional_call(module, state, (t, z, u))
 
+    if broadcasts(template):
+        return one
     vmapped = torch.func.vmap(one, in_dims=(0, t_dim, 0, u_dim))
 
     def flow(state, t, z, u):

@@ -47,7 +47,8 @@ class MLP(nn.Sequential):
         its own inputs ``x: (K, M, in_dim)`` in one batched multiplication per layer: ``(K, M, out_dim)``."""
         if self[0].weight.ndim == 3:
             for layer in self:
-                x = torch.baddbmm(layer.bias, x, layer.weight.transpose(1, 2)) if isinstance(layer, nn.Linear) else layer(x)
+                linear = isinstance(layer, nn.Linear)
+                x = torch.baddbmm(layer.bias, x, layer.weight.transpose(1, 2)) if linear else layer(x)
             return x
         if self.activation == "tanh" and x.device.type == "cpu" and not torch.is_grad_enabled():
             return self.sigmoid_form()(x)
